@@ -1,0 +1,3 @@
+export * from './trajectory';
+export * from './runConfig';
+export * from './protocol';
