@@ -1,0 +1,24 @@
+/**
+ * `mathagent` — the command-line entry point. Each command lives in its own module under cli/ and exports
+ * `register(program)`; this file only wires them together.
+ */
+import { Command } from 'commander';
+import { VERSION } from '../version';
+
+const program = new Command();
+program
+  .name('mathagent')
+  .description('MathAgent Studio: train math agents with online iterative multi-turn preference learning (M-DPO / M-KTO).')
+  .version(VERSION)
+  .showHelpAfterError('(run `mathagent <command> --help` for the options)');
+
+// Command modules register themselves here, one line each.
+const modules: Array<{ register(p: Command): void }> = [
+];
+for (const m of modules) m.register(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`mathagent: ${msg}\n`);
+  process.exitCode = 1;
+});
