@@ -31,24 +31,24 @@ export const PAPER_VALUES: Record<string, string> = {
 
 const d = <T extends z.ZodTypeAny>(s: T, text: string) => s.describe(text);
 
-export const RunConfig = z.object({
+export const RunConfig = z.strictObject({
   name: d(z.string().default('run'), 'A name for the run, shown in the Runs view.'),
   seed: d(z.number().int().default(1), 'Seed for data generation, sampling and initialisation.'),
   algorithm: d(Algorithm.default('mdpo'), 'Preference-learning algorithm: mdpo (masked multi-turn DPO), mkto, raft (rejection-sampling fine-tuning), dpo_unmasked (single-turn DPO ablation).'),
   iterations: d(z.number().int().min(0).max(100).default(3), 'Online iterations of Algorithm 1 (sample → grade → pairs → train → eval).'),
   backend: d(BackendName.default('auto'), 'Compute backend; auto tries webgpu, tensorflow (tfjs-node-gpu), wasm, cpu.'),
-  model: z.object({
+  model: z.strictObject({
     preset: d(z.enum(['tiny', 'small', 'base']).default('small'), 'Model size preset: tiny (tests), small (~1M params, CPU), base (~25M, GPU).'),
     init: d(z.string().nullable().default(null), 'Checkpoint directory to start from instead of training an SFT model; null = train from scratch.'),
   }).prefault({}),
-  data: z.object({
+  data: z.strictObject({
     dataset: d(DatasetName.default('synthetic'), 'Training prompts: synthetic tool-arithmetic task, gsm8k, math or math500.'),
     trainPrompts: d(z.number().int().min(1).default(64), 'Prompts sampled per iteration.'),
     evalPrompts: d(z.number().int().min(1).default(200), 'Held-out prompts for greedy pass@1.'),
     devPrompts: d(z.number().int().min(0).default(0), 'Separate dev prompts used to select the best checkpoint (0 = use the eval split).'),
     difficulty: d(z.number().int().min(1).max(3).default(1), 'Synthetic task difficulty level (1–3).'),
   }).prefault({}),
-  sft: z.object({
+  sft: z.strictObject({
     enabled: d(z.boolean().default(true), 'Train an SFT model on demonstrations before the online iterations.'),
     demos: d(z.number().int().min(0).default(2000), 'Number of synthetic demonstrations.'),
     flawedShare: d(z.number().min(0).max(1).default(0.3), 'Share of flawed demonstrations, so the SFT model is imperfect.'),
@@ -56,23 +56,23 @@ export const RunConfig = z.object({
     lr: d(z.number().positive().default(1e-3), 'SFT learning rate.'),
     batchSize: d(z.number().int().min(1).default(16), 'SFT batch size (sequences).'),
   }).prefault({}),
-  sampling: z.object({
+  sampling: z.strictObject({
     samplesPerPrompt: d(z.number().int().min(1).default(8), 'N trajectories sampled per prompt per iteration.'),
     temperature: d(z.number().min(0).max(2).default(0.7), 'Sampling temperature for training trajectories.'),
     topP: d(z.number().gt(0).max(1).default(1), 'Nucleus sampling threshold.'),
     previousPolicyShare: d(z.number().min(0).max(1).default(0), 'Share of samples drawn from the previous iteration\'s policy (mixture sampling).'),
     batchSize: d(z.number().int().min(1).default(64), 'Trajectories generated together (KV-cache batch).'),
   }).prefault({}),
-  limits: z.object({
+  limits: z.strictObject({
     maxTurns: d(z.number().int().min(1).default(6), 'H: maximum model turns per trajectory.'),
     maxTurnTokens: d(z.number().int().min(1).default(512), 'Maximum tokens generated in one turn.'),
     maxTrajectoryTokens: d(z.number().int().min(1).default(2048), 'Maximum tokens in a whole trajectory.'),
     toolTimeoutMs: d(z.number().int().min(1).default(2000), 'Time limit per tool call (ms).'),
   }).prefault({}),
-  tool: z.object({
+  tool: z.strictObject({
     python: d(z.boolean().default(false), 'Enable the Python tool (runs code in a python3 subprocess; a risk on shared hosts).'),
   }).prefault({}),
-  train: z.object({
+  train: z.strictObject({
     beta: d(z.number().positive().default(0.1), 'β (the paper\'s η): KL regularisation strength in M-DPO / M-KTO.'),
     lr: d(z.number().positive().default(1e-5), 'Learning rate for preference training.'),
     batchSize: d(z.number().int().min(1).default(8), 'Pairs per optimiser step.'),
@@ -86,8 +86,9 @@ export const RunConfig = z.object({
     nllWeight: d(z.number().min(0).default(0.2), 'Weight of an NLL term on the chosen trajectory\'s action tokens.'),
     reference: d(z.enum(['previous', 'sft']).default('previous'), 'Reference model: the previous iteration\'s model, or the fixed SFT model.'),
     raftKeep: d(z.number().int().min(1).default(1), 'RAFT: correct trajectories kept per prompt.'),
+    pairsPerPrompt: d(z.number().int().min(1).default(1), 'Pairs drawn per prompt (random correct vs random wrong); the paper uses 1.'),
   }).prefault({}),
-  eval: z.object({
+  eval: z.strictObject({
     passK: d(z.number().int().min(1).default(8), 'k for pass@k (sampled at evalTemperature).'),
     evalTemperature: d(z.number().min(0).max(2).default(0.7), 'Temperature for pass@k samples.'),
     everySteps: d(z.number().int().min(0).default(0), 'Also evaluate every K training steps (0 = once per iteration).'),

@@ -1,0 +1,86 @@
+/**
+ * Run configuration: named presets, config files, and validation with errors that name the field path.
+ * Precedence: schema defaults < preset < config file < explicit overrides (CLI flags / run/start params).
+ */
+import { readFileSync } from 'node:fs';
+import { RunConfig, formatIssues, type RunConfigInput } from '@mathagent/shared';
+
+/** Deep-merge plain objects (arrays and scalars are replaced). */
+export function deepMerge<T extends Record<string, unknown>>(base: T, over: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlain(b) && isPlain(v) ? deepMerge(b, v) : v;
+  }
+  return out as T;
+}
+function isPlain(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/**
+ * Presets. `smoke` exercises every stage (SFT, sampling with tool calls, grading, pairs, M-DPO, eval) in well
+ * under 3 minutes on 2 CPU cores; `paper-mini` is the miniature reproduction of the paper (issue 6).
+ */
+export const PRESETS: Record<string, RunConfigInput> = {
+  smoke: {
+    name: 'smoke',
+    iterations: 2,
+    backend: 'auto',
+    model: { preset: 'tiny' },
+    data: { dataset: 'synthetic', trainPrompts: 16, evalPrompts: 32, difficulty: 1 },
+    sft: { enabled: true, demos: 400, flawedShare: 0.3, steps: 120, lr: 3e-3, batchSize: 16 },
+    sampling: { samplesPerPrompt: 4, temperature: 0.7, batchSize: 64 },
+    limits: { maxTurns: 4, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
+    train: { lr: 1e-4, batchSize: 8, microBatchSize: 8, warmupSteps: 2, epochs: 1 },
+    eval: { passK: 2, evalTemperature: 0.7 },
+  },
+  'paper-mini': {
+    name: 'paper-mini',
+    iterations: 3,
+    model: { preset: 'small' },
+    data: { dataset: 'synthetic', trainPrompts: 256, evalPrompts: 1000, devPrompts: 200, difficulty: 2 },
+    sft: { enabled: true, demos: 20000, flawedShare: 0.3, steps: 2000, lr: 2e-3, batchSize: 16 },
+    sampling: { samplesPerPrompt: 8, temperature: 0.7, batchSize: 64 },
+    limits: { maxTurns: 6, maxTurnTokens: 192, maxTrajectoryTokens: 640 },
+    train: { lr: 1e-5, batchSize: 16, microBatchSize: 8, warmupSteps: 5, epochs: 2, nllWeight: 0.2 },
+    eval: { passK: 8, evalTemperature: 0.7 },
+  },
+};
+
+export class ConfigError extends Error {}
+
+export function presetNames(): string[] {
+  return Object.keys(PRESETS);
+}
+
+/** Build and validate a run config; throws ConfigError with `path: message` lines on a bad field. */
+export function resolveConfig(opts: { preset?: string; file?: string; overrides?: Record<string, unknown> }): RunConfig {
+  let raw: Record<string, unknown> = {};
+  if (opts.preset !== undefined) {
+    const p = PRESETS[opts.preset];
+    if (!p) throw new ConfigError(`unknown preset "${opts.preset}"; known presets: ${presetNames().join(', ')}`);
+    raw = deepMerge(raw, p as Record<string, unknown>);
+  }
+  if (opts.file !== undefined) {
+    let text: string;
+    try { text = readFileSync(opts.file, 'utf8'); } catch (e) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(e as Error).message}`);
+    }
+    let parsed: unknown;
+    try { parsed = JSON.parse(text); } catch (e) {
+      throw new ConfigError(`config file ${opts.file} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!isPlain(parsed)) throw new ConfigError(`config file ${opts.file} must hold a JSON object`);
+    const { preset, ...rest } = parsed as Record<string, unknown>;
+    if (typeof preset === 'string' && opts.preset === undefined) return resolveConfig({ preset, overrides: deepMerge(rest, opts.overrides ?? {}) });
+    raw = deepMerge(raw, rest);
+  }
+  if (opts.overrides) raw = deepMerge(raw, opts.overrides);
+  const r = RunConfig.safeParse(raw);
+  if (!r.success) {
+    const where = opts.file ? ` in ${opts.file}` : '';
+    throw new ConfigError(`invalid run config${where}:\n${formatIssues(r.error)}`);
+  }
+  return r.data;
+}
