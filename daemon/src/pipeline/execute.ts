@@ -1,0 +1,343 @@
+/**
+ * Algorithm 1 of the paper, one run: SFT (optional) → for t = 1..T: sample N trajectories per prompt from the
+ * current policy (optionally a mixture with the previous one) → grade → build pairs → train (M-DPO, M-KTO, RAFT or
+ * unmasked DPO) against reference = previous iteration (or the fixed SFT model) → evaluate greedy pass@1 and
+ * pass@k on the held-out split → keep the best checkpoint.
+ *
+ * Every stage commits its results to the store before the next begins, and progress is kept in the run's resume
+ * state, so a daemon killed at any point continues from the last committed state: sampled trajectories are
+ * committed one by one (a restart samples only the missing ones), pairs and checkpoints once per iteration.
+ */
+import { join } from 'node:path';
+import type { DaemonEventInput, RunConfig, Stage, Trajectory } from '@mathagent/shared';
+import type { Store } from '../store';
+import type { Problem } from '../data/types';
+import { generateDemos, generateProblems } from '../data/synthetic';
+import { loadDataset } from '../data/datasets';
+import { getTemplate, type ChatTemplate } from '../env/templates';
+import { SandboxPool } from '../env/sandbox';
+import { rollout, type RolloutItem } from '../env/rollout';
+import { renderDemo } from '../env/demos';
+import type { Policy } from '../env/policy';
+import { buildPairs, selectRaft } from './pairs';
+import { passAtK, wilson95 } from './stats';
+import { hashSeed } from './rng';
+import { toHeader, trajectoryId } from './headers';
+import type { Engine, ModelHandle, TrainSequence } from './engine';
+
+/** What the run has committed so far (stored as the run's resume state). */
+export interface ResumeState {
+  /** Path of the SFT (iteration 0) checkpoint once it is committed. */
+  sftCheckpoint: string | null;
+  /** Checkpoint of the latest completed iteration (the current policy); null before SFT. */
+  policyCheckpoint: string | null;
+  /** Checkpoint of the iteration before it (for mixture sampling and the `previous` reference). */
+  previousCheckpoint: string | null;
+  /** Iteration in progress (1-based) and the last phase committed within it. */
+  iteration: number;
+  phase: 'start' | 'sampled' | 'paired' | 'trained' | 'evaluated';
+  sftEvaluated: boolean;
+  /** Global optimiser step counter (for metric x-axes across iterations). */
+  step: number;
+}
+
+export interface ExecuteDeps {
+  store: Store;
+  emit: (e: DaemonEventInput) => void;
+  engine: Engine;
+  /** Folder for this run's checkpoints. */
+  runDir: string;
+  signal: AbortSignal;
+}
+
+const initialState = (): ResumeState => ({ sftCheckpoint: null, policyCheckpoint: null, previousCheckpoint: null, iteration: 1, phase: 'start', sftEvaluated: false, step: 0 });
+
+export class RunAborted extends Error { constructor() { super('run stopped'); } }
+
+export async function executeRun(runId: string, config: RunConfig, deps: ExecuteDeps): Promise<void> {
+  const x = new Execution(runId, config, deps);
+  try { await x.run(); } finally { await x.close(); }
+}
+
+class Execution {
+  private readonly template: ChatTemplate;
+  private readonly tools: SandboxPool;
+  private st: ResumeState;
+  private policyModel: ModelHandle | null = null;
+
+  constructor(private readonly runId: string, private readonly cfg: RunConfig, private readonly d: ExecuteDeps) {
+    this.template = getTemplate('mathagent');
+    this.tools = new SandboxPool({ timeoutMs: cfg.limits.toolTimeoutMs });
+    this.st = { ...initialState(), ...(d.store.getRunState<ResumeState>(runId) ?? {}) };
+  }
+
+  async close(): Promise<void> {
+    this.policyModel?.dispose();
+    await this.tools.close();
+  }
+
+  private commit(patch: Partial<ResumeState>): void {
+    this.st = { ...this.st, ...patch };
+    this.d.store.setRunState(this.runId, this.st);
+  }
+
+  private checkAbort(): void { if (this.d.signal.aborted) throw new RunAborted(); }
+
+  private status(stage: Stage | null, iteration: number, progress: { kind: 'begin' | 'report' | 'end'; done: number; total: number; message?: string } | null): void {
+    this.d.store.updateRun(this.runId, { stage, iteration });
+    this.d.emit({ type: 'run/status', runId: this.runId, state: 'running', stage, iteration, progress, error: null });
+  }
+
+  /** begin/report/end progress for one stage; reports are throttled to ~4 per second. */
+  private progress(stage: Stage, iteration: number, total: number, message?: string) {
+    let last = 0;
+    this.status(stage, iteration, { kind: 'begin', done: 0, total, message });
+    return {
+      report: (done: number) => {
+        const now = Date.now();
+        if (now - last < 250 && done < total) return;
+        last = now;
+        this.d.emit({ type: 'run/status', runId: this.runId, state: 'running', stage, iteration, progress: { kind: 'report', done, total, message }, error: null });
+      },
+      end: (done = total) => this.d.emit({ type: 'run/status', runId: this.runId, state: 'running', stage, iteration, progress: { kind: 'end', done, total, message }, error: null }),
+    };
+  }
+
+  private log(message: string, level: 'info' | 'warn' = 'info'): void {
+    this.d.emit({ type: 'log', runId: this.runId, level, message });
+  }
+
+  // ------------------------------------------------------------------------------------------------ data
+
+  private problems(split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
+    const { dataset, difficulty } = this.cfg.data;
+    if (dataset === 'synthetic') {
+      // Fresh training prompts every iteration (online), a fixed held-out set for every evaluation.
+      const seed = split === 'train' ? hashSeed(this.cfg.seed, 'train', iteration) : hashSeed(this.cfg.seed, split);
+      return generateProblems({ seed, count, split, level: difficulty as 1 | 2 | 3 });
+    }
+    const real = loadDataset(dataset, split === 'train' ? 'train' : 'test');
+    if (split === 'train') {
+      const start = ((iteration - 1) * count) % Math.max(1, real.length);
+      return Array.from({ length: Math.min(count, real.length) }, (_, i) => real[(start + i) % real.length]!);
+    }
+    // dev = the tail of the test split, eval = its head (disjoint as long as both fit).
+    return split === 'eval' ? real.slice(0, count) : real.slice(Math.max(count, real.length - count));
+  }
+
+  // ------------------------------------------------------------------------------------------------ stages
+
+  async run(): Promise<void> {
+    const { engine } = this.d;
+    // SFT stage (iteration 0).
+    if (!this.st.policyCheckpoint) {
+      const model = this.cfg.model.init ? await engine.load(this.cfg.model.init) : engine.newModel(this.cfg.model.preset, this.cfg.seed);
+      if (this.cfg.sft.enabled && !this.cfg.model.init) await this.sft(model);
+      const path = join(this.d.runDir, 'iter-0');
+      await engine.save(model, path, { runId: this.runId, iteration: 0 });
+      this.d.store.addCheckpoint({ runId: this.runId, iteration: 0, path, metrics: {} });
+      this.policyModel = model;
+      this.commit({ sftCheckpoint: path, policyCheckpoint: path, previousCheckpoint: null, iteration: 1, phase: 'start' });
+    } else {
+      this.policyModel = await engine.load(this.st.policyCheckpoint);
+    }
+    if (!this.st.sftEvaluated) {
+      await this.evaluate(0, this.policyModel);
+      this.commit({ sftEvaluated: true });
+    }
+    while (this.st.iteration <= this.cfg.iterations) {
+      await this.iteration(this.st.iteration);
+    }
+    this.status('done', this.cfg.iterations, null);
+  }
+
+  private async sft(model: ModelHandle): Promise<void> {
+    const { sft } = this.cfg;
+    const demos = generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3 });
+    const p = this.progress('sft', 0, sft.demos, 'rendering demonstrations');
+    const seqs: TrainSequence[] = [];
+    const session = this.tools.session();
+    try {
+      for (const [i, demo] of demos.entries()) {
+        this.checkAbort();
+        const r = await renderDemo(demo, this.template, this.d.engine.tokenizer, session);
+        seqs.push({ tokenIds: r.tokenIds, actionMask: r.actionMask });
+        session.dispose();
+        p.report(i + 1);
+      }
+    } finally { session.dispose(); }
+    p.end();
+    const t = this.progress('sft', 0, sft.steps, 'supervised fine-tuning');
+    await this.d.engine.trainSft(model, seqs, {
+      steps: sft.steps, lr: sft.lr, batchSize: sft.batchSize, warmupSteps: Math.min(20, Math.floor(sft.steps / 10)), seed: this.cfg.seed,
+      signal: this.d.signal,
+      onStep: (step, metrics) => { this.metrics(0, step, 'sft', metrics); t.report(step); },
+    });
+    t.end();
+  }
+
+  private metrics(iteration: number, step: number, phase: 'sft' | 'pref', metrics: Record<string, number>): void {
+    const globalStep = phase === 'sft' ? step : this.st.step + step;
+    this.d.store.insertMetrics(Object.entries(metrics).map(([name, value]) => ({ runId: this.runId, iteration, step: globalStep, name: phase === 'sft' ? `sft/${name}` : name, value })));
+    this.d.emit({ type: 'train/metrics', runId: this.runId, iteration, step: globalStep, phase, metrics });
+  }
+
+  private async iteration(t: number): Promise<void> {
+    const { engine, store } = this.d;
+    const policy = this.policyModel!;
+    const trainProblems = this.problems('train', this.cfg.data.trainPrompts, t);
+    // 1. Sample (committed trajectory by trajectory; a resume samples only what is missing).
+    if (this.st.phase === 'start') {
+      store.upsertIteration({ runId: this.runId, iteration: t, stage: 'sample' });
+      await this.sample(t, trainProblems, policy);
+      this.commit({ phase: 'sampled' });
+    }
+    this.checkAbort();
+    const trajs = store.listTrajectories(this.runId, t, 'train');
+    // 2. Pairs (or the RAFT selection).
+    if (this.st.phase === 'sampled') {
+      this.status('pairs', t, null);
+      const overrides = store.rewardOverrides(this.runId);
+      const { pairs, skipped, droppedToolErrorCorrect } = buildPairs(trajs, { seed: hashSeed(this.cfg.seed, 'pairs', t), pairsPerPrompt: this.cfg.train.pairsPerPrompt, overrides });
+      store.insertPairs(pairs.map((p, i) => ({ id: `${this.runId}:p${t}:${i}`, runId: this.runId, iteration: t, promptId: p.promptId, chosenId: p.chosen.id, rejectedId: p.rejected.id })));
+      store.upsertIteration({ runId: this.runId, iteration: t, stage: 'pairs', trajectories: trajs.length, correct: trajs.filter((x) => x.reward >= 1).length, pairs: pairs.length, skipped: { ...skipped, dropped_tool_error_correct: droppedToolErrorCorrect } });
+      this.log(`iteration ${t}: ${pairs.length} pairs from ${trainProblems.length} prompts (skipped: ${skipped.all_correct} all-correct, ${skipped.all_wrong} all-wrong, ${skipped.only_tool_error_correct} tool-error-only)`);
+      this.commit({ phase: 'paired' });
+    }
+    this.checkAbort();
+    // 3. Train against the reference, then save the new policy.
+    if (this.st.phase === 'paired') {
+      const byId = new Map(trajs.map((x) => [x.id, x]));
+      const pairs = store.listPairs(this.runId, t).map((p) => ({ chosen: byId.get(p.chosenId)!, rejected: byId.get(p.rejectedId)! })).filter((p) => p.chosen && p.rejected);
+      store.upsertIteration({ runId: this.runId, iteration: t, stage: 'train' });
+      // The model being trained starts as a copy of the current policy, which stays the reference/previous policy.
+      const student = await engine.load(this.st.policyCheckpoint!);
+      let steps = 0;
+      const tr = this.cfg.train;
+      if (this.cfg.algorithm === 'raft') {
+        const kept = selectRaft(trajs, { seed: hashSeed(this.cfg.seed, 'raft', t), keep: tr.raftKeep, overrides: store.rewardOverrides(this.runId) });
+        const total = Math.ceil((kept.length * tr.epochs) / tr.batchSize);
+        const p = this.progress('train', t, total, `RAFT on ${kept.length} trajectories`);
+        if (kept.length) {
+          steps = await engine.trainSft(student, kept.map((k) => ({ tokenIds: k.tokenIds, actionMask: k.actionMask })), {
+            steps: total, lr: tr.lr, batchSize: tr.batchSize, warmupSteps: tr.warmupSteps, seed: hashSeed(this.cfg.seed, 'train', t), signal: this.d.signal,
+            onStep: (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); },
+          });
+        }
+        p.end();
+      } else if (pairs.length) {
+        const reference = tr.reference === 'sft' ? await engine.load(this.st.sftCheckpoint!) : policy;
+        const total = Math.ceil((pairs.length * tr.epochs) / tr.batchSize);
+        const p = this.progress('train', t, total, `${this.cfg.algorithm} on ${pairs.length} pairs`);
+        try {
+          steps = await engine.trainPreference(student, reference, pairs, {
+            algorithm: this.cfg.algorithm, ...tr, seed: hashSeed(this.cfg.seed, 'train', t), signal: this.d.signal,
+            onStep: (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); },
+          });
+        } finally { if (reference !== policy) reference.dispose(); }
+        p.end();
+      } else {
+        this.log(`iteration ${t}: no pairs, the policy is unchanged`, 'warn');
+      }
+      this.checkAbort();
+      const path = join(this.d.runDir, `iter-${t}`);
+      await engine.save(student, path, { runId: this.runId, iteration: t });
+      store.addCheckpoint({ runId: this.runId, iteration: t, path, metrics: {} });
+      this.policyModel?.dispose();
+      this.policyModel = student;
+      this.commit({ phase: 'trained', previousCheckpoint: this.st.policyCheckpoint, policyCheckpoint: path, step: this.st.step + steps });
+    }
+    this.checkAbort();
+    // 4. Evaluate the new policy on the held-out split.
+    if (this.st.phase === 'trained') {
+      await this.evaluate(t, this.policyModel!);
+      this.commit({ phase: 'evaluated' });
+    }
+    this.commit({ iteration: t + 1, phase: 'start' });
+  }
+
+  private async sample(t: number, problems: Problem[], policyModel: ModelHandle): Promise<void> {
+    const { store, engine } = this.d;
+    const { samplesPerPrompt: n, previousPolicyShare } = this.cfg.sampling;
+    const done = new Set(store.listTrajectories(this.runId, t, 'train').map((x) => x.id));
+    const nPrev = this.st.previousCheckpoint ? Math.round(n * previousPolicyShare) : 0;
+    const items: Array<RolloutItem & { fromPrevious: boolean }> = [];
+    for (const problem of problems) {
+      for (let k = 0; k < n; k++) {
+        const id = trajectoryId(this.runId, t, problem.id, k, 'train');
+        if (!done.has(id)) items.push({ id, runId: this.runId, iteration: t, sampleIndex: k, problem, fromPrevious: k < nPrev });
+      }
+    }
+    if (done.size) this.log(`iteration ${t}: resuming sampling, ${done.size} trajectories already committed, ${items.length} to go`);
+    const total = problems.length * n;
+    const p = this.progress('sample', t, total, `sampling ${n} per prompt`);
+    let count = done.size;
+    const groups: Array<[boolean, typeof items]> = [[false, items.filter((i) => !i.fromPrevious)], [true, items.filter((i) => i.fromPrevious)]];
+    for (const [fromPrevious, group] of groups) {
+      if (!group.length) continue;
+      const model = fromPrevious ? await engine.load(this.st.previousCheckpoint!) : policyModel;
+      const policy = engine.policy(model, fromPrevious ? `iter${t - 2}` : `iter${t - 1}`);
+      try {
+        await this.rollout(policy, group, { temperature: this.cfg.sampling.temperature, seed: hashSeed(this.cfg.seed, 'sample', t, fromPrevious ? 1 : 0) }, 'train', () => p.report(++count));
+      } finally { if (model !== policyModel) model.dispose(); }
+    }
+    p.end(count);
+  }
+
+  /** Roll out items with live events; each finished trajectory is committed immediately. */
+  private async rollout(policy: Policy, items: RolloutItem[], o: { temperature: number; seed: number }, split: 'train' | 'eval', onDone?: () => void, store = true): Promise<Trajectory[]> {
+    const { limits, sampling } = this.cfg;
+    const byId = new Map(items.map((i) => [i.id, i]));
+    return rollout(policy, items, {
+      template: this.template, maxTurns: limits.maxTurns, maxTurnTokens: limits.maxTurnTokens, maxTrajectoryTokens: limits.maxTrajectoryTokens,
+      temperature: o.temperature, topP: sampling.topP, batchSize: sampling.batchSize, seed: o.seed, python: this.cfg.tool.python, signal: this.d.signal,
+    }, this.tools, {
+      onStart: (item) => { if (store) this.d.emit({ type: 'trajectory/started', runId: this.runId, trajectoryId: item.id, iteration: item.iteration, promptId: item.problem.id, question: item.problem.question, split }); },
+      onTurn: (id, turn) => { if (store && byId.has(id)) this.d.emit({ type: 'trajectory/turn', runId: this.runId, trajectoryId: id, turn }); },
+      onFinish: (traj) => {
+        if (store) {
+          this.d.store.insertTrajectories([traj], split);
+          this.d.emit({ type: 'trajectory/finished', runId: this.runId, header: toHeader(traj, split) });
+        }
+        onDone?.();
+      },
+    });
+  }
+
+  private async evaluate(t: number, model: ModelHandle): Promise<void> {
+    const { store, engine } = this.d;
+    const problems = this.problems('eval', this.cfg.data.evalPrompts);
+    const k = this.cfg.eval.passK;
+    const policy = engine.policy(model, `iter${t}`);
+    const greedyItems = problems.map((problem) => ({ id: trajectoryId(this.runId, t, problem.id, 0, 'eval'), runId: this.runId, iteration: t, sampleIndex: 0, problem }));
+    const kItems = k > 1 ? problems.flatMap((problem) => Array.from({ length: k }, (_, s) => ({ id: `${trajectoryId(this.runId, t, problem.id, s + 1, 'eval')}:k`, runId: this.runId, iteration: t, sampleIndex: s + 1, problem }))) : [];
+    const total = greedyItems.length + kItems.length;
+    const p = this.progress('eval', t, total, `greedy pass@1 on ${problems.length} held-out problems` + (k > 1 ? `, pass@${k}` : ''));
+    let done = 0;
+    // Greedy trajectories committed before an interruption are kept (same ids); only the missing ones are sampled.
+    const existing = new Set(store.listTrajectories(this.runId, t, 'eval').map((x) => x.id));
+    done = existing.size;
+    await this.rollout(policy, greedyItems.filter((i) => !existing.has(i.id)), { temperature: 0, seed: hashSeed(this.cfg.seed, 'eval', t) }, 'eval', () => p.report(++done));
+    const allGreedy = store.listTrajectories(this.runId, t, 'eval');
+    const sampled = kItems.length ? await this.rollout(policy, kItems, { temperature: this.cfg.eval.evalTemperature, seed: hashSeed(this.cfg.seed, 'evalk', t) }, 'eval', () => p.report(++done), false) : [];
+    p.end(done);
+    const byPrompt = new Map<string, number>();
+    for (const s of sampled) byPrompt.set(s.promptId, (byPrompt.get(s.promptId) ?? 0) + (s.reward >= 1 ? 1 : 0));
+    const n = allGreedy.length;
+    const correct = allGreedy.filter((x) => x.reward >= 1).length;
+    const pass1 = n ? correct / n : 0;
+    const passK = k > 1 && n ? problems.reduce((acc, pr) => acc + passAtK(k, byPrompt.get(pr.id) ?? 0, k), 0) / problems.length : null;
+    const meanTurns = n ? allGreedy.reduce((a, x) => a + x.turns.length, 0) / n : 0;
+    const toolErrorRate = n ? allGreedy.filter((x) => x.turns.some((tu) => tu.observation?.error)).length / n : 0;
+    const ci95 = wilson95(correct, n);
+    store.insertEval({ runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate,
+      problems: allGreedy.map((x) => ({ promptId: x.promptId, correct: x.reward >= 1, correctK: k > 1 ? byPrompt.get(x.promptId) ?? 0 : null, trajectoryId: x.id })) });
+    store.upsertIteration({ runId: this.runId, iteration: t, stage: 'eval', pass1, passK });
+    this.d.emit({ type: 'eval/result', runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate });
+    const run = store.getRunSummary(this.runId);
+    if (run && (run.bestPass1 === null || pass1 > run.bestPass1)) {
+      store.updateRun(this.runId, { bestPass1: pass1, bestIteration: t });
+      store.markBestCheckpoint?.(this.runId, t);
+    }
+  }
+}
