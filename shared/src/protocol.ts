@@ -262,3 +262,10 @@ export const Notifications = { connected: 'connected', event: 'event', lsp: 'lsp
 
 /** Limits every daemon enforces (documented here so clients know them). */
 export const Limits = { maxMessageBytes: 1 << 20, maxRequestsPerSecond: 200 } as const;
+
+/**
+ * WebSocket close codes the daemon uses. `SlowConsumer`: the client fell too far behind the event stream (its
+ * send queue passed the daemon's bound); reconnect and call `events/replay` with the last `seq` you saw.
+ * `MessageTooBig` (1009): a message exceeded `Limits.maxMessageBytes`.
+ */
+export const CloseCodes = { Normal: 1000, GoingAway: 1001, MessageTooBig: 1009, SlowConsumer: 4008 } as const;
