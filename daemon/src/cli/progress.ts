@@ -1,0 +1,82 @@
+/**
+ * Renders a run's events on a terminal: a progress bar per stage (begin/report/end), log lines above the bars,
+ * and per-iteration results as they arrive. Without a TTY (CI, pipes) it prints one line per stage instead.
+ */
+import cliProgress from 'cli-progress';
+import type { DaemonEvent } from '@mathagent/shared';
+
+const STAGE_NAMES: Record<string, string> = { sft: 'SFT', sample: 'sample', grade: 'grade', pairs: 'pairs', train: 'train', eval: 'eval', done: 'done' };
+
+export class ProgressView {
+  private bar: cliProgress.SingleBar | null = null;
+  private readonly tty: boolean;
+  private stageStart = 0;
+  private lastLoss: number | null = null;
+
+  constructor(private readonly out: NodeJS.WriteStream = process.stderr, private readonly quiet = false) {
+    this.tty = Boolean(out.isTTY) && !quiet;
+  }
+
+  private print(line: string): void {
+    if (this.quiet) return;
+    if (this.bar) { this.out.write('\r\x1b[K'); }
+    this.out.write(line + '\n');
+    if (this.bar) this.bar.render();
+  }
+
+  handle(e: DaemonEvent): void {
+    switch (e.type) {
+      case 'run/status': {
+        const p = e.progress;
+        if (!p || !e.stage) {
+          if (e.state === 'failed') this.print(`✗ run failed: ${e.error ?? ''}`);
+          return;
+        }
+        const label = `${STAGE_NAMES[e.stage] ?? e.stage}${e.stage === 'sft' ? '' : ` it${e.iteration}`}`;
+        if (p.kind === 'begin') {
+          this.stop();
+          this.stageStart = Date.now();
+          if (this.tty) {
+            this.bar = new cliProgress.SingleBar({
+              format: `  {label} |{bar}| {value}/{total} {msg} {eta_formatted}`, barsize: 28, hideCursor: true, clearOnComplete: true, stream: this.out,
+              etaBuffer: 20, fps: 8,
+            }, cliProgress.Presets.shades_classic);
+            this.bar.start(Math.max(1, p.total), 0, { label: label.padEnd(9), msg: p.message ?? '' });
+          }
+        } else if (p.kind === 'report') {
+          this.bar?.update(p.done, { msg: this.lastLoss !== null && e.stage === 'train' || e.stage === 'sft' ? `${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''}` : p.message ?? '' });
+        } else {
+          this.stop();
+          const secs = ((Date.now() - this.stageStart) / 1000).toFixed(1);
+          this.print(`✓ ${label.padEnd(9)} ${String(p.done).padStart(5)}/${p.total} ${p.message ?? ''} (${secs}s)`);
+          this.lastLoss = null;
+        }
+        return;
+      }
+      case 'train/metrics':
+        this.lastLoss = e.metrics.loss ?? null;
+        return;
+      case 'eval/result':
+        this.print(`  → iteration ${e.iteration}: pass@1 ${(100 * e.pass1).toFixed(1)}% [${(100 * e.ci95[0]).toFixed(1)}, ${(100 * e.ci95[1]).toFixed(1)}] on ${e.n}` +
+          (e.passK !== null ? `, pass@${e.k} ${(100 * e.passK).toFixed(1)}%` : '') + `, ${e.meanTurns.toFixed(2)} turns, tool errors ${(100 * e.toolErrorRate).toFixed(1)}%`);
+        return;
+      case 'log':
+        if (e.level !== 'debug') this.print(`${e.level === 'error' ? '✗' : e.level === 'warn' ? '!' : '·'} ${e.message}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  stop(): void {
+    if (this.bar) { this.bar.stop(); this.bar = null; }
+  }
+}
+
+/** A plain aligned table (no dependency): header row, separator, rows. */
+export function formatTable(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(cells[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}

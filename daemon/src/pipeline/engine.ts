@@ -1,0 +1,43 @@
+/**
+ * The compute engine as the pipeline sees it: create/load/save models, wrap one as a Policy, train it.
+ * The pipeline never touches tensors; the tfjs implementation is in tfEngine.ts.
+ */
+import type { Algorithm, RunConfig, Trajectory } from '@mathagent/shared';
+import type { Policy, Tokenizer } from '../env/policy';
+
+/** An opaque loaded model. */
+export interface ModelHandle { dispose(): void }
+
+export interface TrainSequence { tokenIds: number[]; actionMask: (0 | 1)[] }
+
+export type StepCallback = (step: number, metrics: Record<string, number>) => void;
+
+export interface SftTrainOptions {
+  steps: number;
+  lr: number;
+  batchSize: number;
+  warmupSteps: number;
+  seed: number;
+  signal?: AbortSignal;
+  onStep?: StepCallback;
+}
+
+export type PreferenceTrainOptions = RunConfig['train'] & {
+  algorithm: Exclude<Algorithm, 'raft'>;
+  seed: number;
+  signal?: AbortSignal;
+  onStep?: StepCallback;
+};
+
+export interface Engine {
+  /** The tfjs backend in use (webgpu, tensorflow, wasm, cpu). */
+  readonly backend: string;
+  readonly tokenizer: Tokenizer;
+  newModel(preset: 'tiny' | 'small' | 'base', seed: number): ModelHandle;
+  load(path: string): Promise<ModelHandle>;
+  save(model: ModelHandle, path: string, meta: Record<string, unknown>): Promise<void>;
+  policy(model: ModelHandle, name: string): Policy;
+  /** Returns the number of optimiser steps taken. */
+  trainSft(model: ModelHandle, seqs: TrainSequence[], opts: SftTrainOptions): Promise<number>;
+  trainPreference(model: ModelHandle, reference: ModelHandle, pairs: Array<{ chosen: Trajectory; rejected: Trajectory }>, opts: PreferenceTrainOptions): Promise<number>;
+}
