@@ -126,6 +126,9 @@ function toProblem(name: RealDatasetName, split: RealSplit, index: number, row: 
   const subject = typeof row.type === 'string' ? row.type : typeof row.subject === 'string' ? row.subject : '?';
   const meta: Record<string, string | number> = { subject, level: parseLevel(row.level), solution };
   if (typeof row.unique_id === 'string') meta.uniqueId = row.unique_id;
+  // Two MATH train rows (number_theory/7115 and 7117) end in an empty \boxed{} in the original release. They are
+  // kept, so row counts and ids match the files, but flagged: no answer can be graded against them.
+  if (answer === '') meta.noReference = 1;
   return { id, question, answer, source: name, meta };
 }
 

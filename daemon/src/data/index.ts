@@ -32,7 +32,7 @@ export const REAL_DEV_FRACTION = 0.05;
  *   train file (first `count`); train = the rest of the train file, shuffled by `seed`, first `count`.
  * - math500: eval = its 500 test problems; train and dev come from the MATH train file as above
  *   (MATH-500 is a subset of the MATH test split, so MATH train never overlaps it).
- * Asking for more than there are returns all of them.
+ * Rows without a gradable reference (meta.noReference) are left out. Asking for more than there are returns all.
  */
 export function getProblems(opts: GetProblemsOptions): Problem[] {
   if (!Number.isInteger(opts.count) || opts.count < 0) throw new DatasetError(`count must be a non-negative integer, got ${opts.count}`);
@@ -45,7 +45,8 @@ export function getProblems(opts: GetProblemsOptions): Problem[] {
     throw new DatasetError(`unknown split "${String(opts.split)}"; valid splits: train, dev, eval`);
   }
   const trainFile = opts.dataset === 'math500' ? 'math' : opts.dataset;
-  const parts = splitProblems(loadDataset(trainFile, 'train', load), { seed: 0, evalFraction: 0, devFraction: REAL_DEV_FRACTION });
+  const gradable = loadDataset(trainFile, 'train', load).filter((p) => !p.meta?.noReference);
+  const parts = splitProblems(gradable, { seed: 0, evalFraction: 0, devFraction: REAL_DEV_FRACTION });
   if (opts.split === 'dev') return parts.dev.slice(0, opts.count);
   return shuffled(rngFor('train-order', opts.seed), parts.train).slice(0, opts.count);
 }

@@ -12,8 +12,8 @@
  * one. Demonstrations draw their problems from a stream of their own (train style), so the SFT set and the
  * online training prompts of the same seed are different problems from the same distribution.
  *
- * Note for the tool: values reach 1e9; the sandbox must print integers as plain digits (mathjs `format` switches
- * to exponent notation from 1e5 by default).
+ * Note for the tool: values reach 1e9, so the sandbox must print integers as plain digits (it does: safe integers
+ * are printed with String(); mathjs `format` alone would switch to exponent notation from 1e5).
  */
 import { hash32, rngFor, shuffled } from './rng';
 import { buildInstance, FAMILIES, FAMILY_FLAW, type Family, type Instance, type Level, type Style } from './syntheticFamilies';
