@@ -4,6 +4,10 @@
  */
 import { Command } from 'commander';
 import { VERSION } from '../version';
+import * as runCmd from './run';
+import * as daemonCmd from './daemon';
+import * as runsCmd from './runs';
+import * as exportCmd from './export';
 
 const program = new Command();
 program
@@ -14,6 +18,10 @@ program
 
 // Command modules register themselves here, one line each.
 const modules: Array<{ register(p: Command): void }> = [
+  runCmd,
+  daemonCmd,
+  runsCmd,
+  exportCmd,
 ];
 for (const m of modules) m.register(program);
 

@@ -337,7 +337,7 @@ class Execution {
     const run = store.getRunSummary(this.runId);
     if (run && (run.bestPass1 === null || pass1 > run.bestPass1)) {
       store.updateRun(this.runId, { bestPass1: pass1, bestIteration: t });
-      store.markBestCheckpoint?.(this.runId, t);
+      store.markBestCheckpoint(this.runId, t);
     }
   }
 }

@@ -23,6 +23,7 @@ export class RunManager {
   private chain: Promise<void> = Promise.resolve();
   private readonly pending = new Set<string>();
   private enginePromise: Promise<Engine> | null = null;
+  private readonly engineListeners: Array<(backend: string) => void> = [];
 
   constructor(private readonly d: RunManagerDeps) {}
 
@@ -60,6 +61,9 @@ export class RunManager {
     return runs.map((r) => r.id);
   }
 
+  /** Called with the backend name once the engine is up (daemon/info reports it). */
+  onEngine(fn: (backend: string) => void): void { this.engineListeners.push(fn); }
+
   /** Resolves when every queued run has finished (CLI `run`, tests). */
   idle(): Promise<void> { return this.chain; }
 
@@ -88,7 +92,10 @@ export class RunManager {
     this.controllers.set(runId, controller);
     try {
       this.setState(runId, 'running', null);
-      this.enginePromise ??= this.d.engine();
+      if (!this.enginePromise) {
+        this.enginePromise = this.d.engine();
+        this.enginePromise.then((e) => this.engineListeners.forEach((fn) => fn(e.backend)), () => { this.enginePromise = null; });
+      }
       const engine = await this.enginePromise;
       await executeRun(runId, run.config, { store: this.d.store, emit: this.d.emit, engine, runDir: join(this.d.runsDir, runId), signal: controller.signal });
       this.setState(runId, 'finished', null);

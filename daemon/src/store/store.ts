@@ -571,6 +571,14 @@ export class Store {
     });
   }
 
+  /** Moves the run's best mark to the checkpoint of `iteration` (the pipeline calls it after an evaluation). */
+  markBestCheckpoint(runId: string, iteration: number): void {
+    this.transaction(() => {
+      this.stmt('UPDATE checkpoints SET is_best = 0 WHERE run_id = ?').run(runId);
+      this.stmt('UPDATE checkpoints SET is_best = 1 WHERE id = (SELECT id FROM checkpoints WHERE run_id = ? AND iteration = ? ORDER BY id DESC LIMIT 1)').run(runId, iteration);
+    });
+  }
+
   listCheckpoints(runId: string): CheckpointRecord[] {
     return (this.stmt('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY iteration, id').all(runId) as CheckpointRow[]).map(toCheckpoint);
   }
