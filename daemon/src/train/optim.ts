@@ -58,8 +58,9 @@ export class AdamW {
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be ≥ 0, got ${this.weightDecay}`);
     const decay = opts.decay ?? ((_n: string, x: tf.Variable) => x.rank >= 2);
     this.decays = vars.map((x, i) => decay(this.names[i]!, x));
-    this.m = vars.map((x) => tf.variable(tf.zerosLike(x), false));
-    this.v = vars.map((x) => tf.variable(tf.zerosLike(x), false));
+    // tidy disposes the zero tensors the variables were initialised from (a variable holds its own reference).
+    this.m = tf.tidy(() => vars.map((x) => tf.variable(tf.zerosLike(x), false)));
+    this.v = tf.tidy(() => vars.map((x) => tf.variable(tf.zerosLike(x), false)));
   }
 
   /** Number of updates applied so far. */
