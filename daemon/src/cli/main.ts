@@ -8,6 +8,7 @@ import * as runCmd from './run';
 import * as daemonCmd from './daemon';
 import * as runsCmd from './runs';
 import * as exportCmd from './export';
+import * as evalCmd from './eval';
 
 const program = new Command();
 program
@@ -22,6 +23,7 @@ const modules: Array<{ register(p: Command): void }> = [
   daemonCmd,
   runsCmd,
   exportCmd,
+  evalCmd,
 ];
 for (const m of modules) m.register(program);
 

@@ -20,7 +20,7 @@ import { rollout, type RolloutItem } from '../env/rollout';
 import { renderDemo } from '../env/demos';
 import type { Policy } from '../env/policy';
 import { buildPairs, selectRaft } from './pairs';
-import { passAtK, wilson95 } from './stats';
+import { summarizeEval } from './stats';
 import { hashSeed } from './rng';
 import { toHeader, trajectoryId } from './headers';
 import type { Engine, ModelHandle, TrainSequence } from './engine';
@@ -323,13 +323,7 @@ class Execution {
     p.end(done);
     const byPrompt = new Map<string, number>();
     for (const s of sampled) byPrompt.set(s.promptId, (byPrompt.get(s.promptId) ?? 0) + (s.reward >= 1 ? 1 : 0));
-    const n = allGreedy.length;
-    const correct = allGreedy.filter((x) => x.reward >= 1).length;
-    const pass1 = n ? correct / n : 0;
-    const passK = k > 1 && n ? problems.reduce((acc, pr) => acc + passAtK(k, byPrompt.get(pr.id) ?? 0, k), 0) / problems.length : null;
-    const meanTurns = n ? allGreedy.reduce((a, x) => a + x.turns.length, 0) / n : 0;
-    const toolErrorRate = n ? allGreedy.filter((x) => x.turns.some((tu) => tu.observation?.error)).length / n : 0;
-    const ci95 = wilson95(correct, n);
+    const { pass1, passK, n, ci95, meanTurns, toolErrorRate } = summarizeEval(allGreedy, k, byPrompt);
     store.insertEval({ runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate,
       problems: allGreedy.map((x) => ({ promptId: x.promptId, correct: x.reward >= 1, correctK: k > 1 ? byPrompt.get(x.promptId) ?? 0 : null, trajectoryId: x.id })) });
     store.upsertIteration({ runId: this.runId, iteration: t, stage: 'eval', pass1, passK });

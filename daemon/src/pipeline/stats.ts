@@ -17,3 +17,34 @@ export function passAtK(n: number, c: number, k: number): number {
   for (let i = n - c + 1; i <= n; i++) prod *= 1 - k / i;
   return 1 - prod;
 }
+
+export interface EvalSummary {
+  n: number;
+  pass1: number;
+  ci95: [number, number];
+  k: number;
+  passK: number | null;
+  meanTurns: number;
+  toolErrorRate: number;
+}
+
+/**
+ * Summarise an evaluation: greedy pass@1 with its Wilson interval over `greedy`, pass@k from the count of correct
+ * samples per prompt (k samples each), mean turns and the share of greedy trajectories that saw a tool error.
+ */
+export function summarizeEval(
+  greedy: ReadonlyArray<{ promptId: string; reward: number; turns: ReadonlyArray<{ observation: { error: boolean } | null }> }>,
+  k: number,
+  correctByPrompt: ReadonlyMap<string, number> | null,
+): EvalSummary {
+  const n = greedy.length;
+  const correct = greedy.filter((x) => x.reward >= 1).length;
+  const passK = k > 1 && correctByPrompt && n ? greedy.reduce((acc, g) => acc + passAtK(k, correctByPrompt.get(g.promptId) ?? 0, k), 0) / n : null;
+  return {
+    n, k, passK,
+    pass1: n ? correct / n : 0,
+    ci95: wilson95(correct, n),
+    meanTurns: n ? greedy.reduce((a, x) => a + x.turns.length, 0) / n : 0,
+    toolErrorRate: n ? greedy.filter((x) => x.turns.some((t) => t.observation?.error)).length / n : 0,
+  };
+}
