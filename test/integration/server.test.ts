@@ -214,6 +214,17 @@ test('the rate limit answers RateLimited past the bucket, per client', async () 
       assert.ok(r.reason instanceof RpcClientError);
       assert.equal(r.reason.code, ErrorCodes.RateLimited);
     }
+    // Garbage counts too: past the limit it gets no answer at all, the next request gets RateLimited.
+    const r = await raw(limited.url, auth());
+    await r.next();
+    for (let i = 0; i < 10; i++) r.ws.send(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'run/list' }));
+    for (let i = 0; i < 10; i++) assert.equal((await r.next()).id, i);
+    r.ws.send('{not json');
+    r.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'run/list' }));
+    const limitedAnswer = await r.next();
+    assert.deepEqual([limitedAnswer.id, limitedAnswer.error.code], [99, ErrorCodes.RateLimited]);
+    assert.match(limitedAnswer.error.message, /rate limit/);
+    r.ws.close();
     // Each client has its own bucket.
     const fresh = await connectClient(limited.url, token);
     assert.ok((await fresh.request('run/list', {})).runs);

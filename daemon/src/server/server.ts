@@ -284,14 +284,15 @@ export async function startServer(opts: ServerOptions): Promise<DaemonServer> {
 
   async function onMessage(client: Client, data: RawData, isBinary: boolean): Promise<void> {
     if (isBinary) {
-      client.send(errorResponse(null, { code: ErrorCodes.InvalidRequest, message: 'binary frames are not supported: send JSON-RPC as text frames' }));
+      if (client.bucket.take()) client.send(errorResponse(null, { code: ErrorCodes.InvalidRequest, message: 'binary frames are not supported: send JSON-RPC as text frames' }));
       return;
     }
     let msg: unknown;
     try {
       msg = JSON.parse(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8'));
     } catch (err) {
-      client.send(errorResponse(null, { code: ErrorCodes.ParseError, message: `malformed JSON: ${(err as Error).message}` }));
+      // Counted against the rate limit too, so a flood of garbage cannot buy unlimited error answers.
+      if (client.bucket.take()) client.send(errorResponse(null, { code: ErrorCodes.ParseError, message: `malformed JSON: ${(err as Error).message}` }));
       return;
     }
     if (Array.isArray(msg)) {
