@@ -52,6 +52,7 @@ export const RunConfig = z.strictObject({
     enabled: d(z.boolean().default(true), 'Train an SFT model on demonstrations before the online iterations.'),
     demos: d(z.number().int().min(0).default(2000), 'Number of synthetic demonstrations.'),
     flawedShare: d(z.number().min(0).max(1).default(0.3), 'Share of flawed demonstrations, so the SFT model is imperfect.'),
+    flawFamilies: d(z.array(z.enum(['shopping', 'production', 'sharing', 'discount', 'units', 'budget'])).nullable().default(null), 'Synthetic families that receive the flawed demonstrations (null = all); concentrating flaws makes a learnable mistake.'),
     steps: d(z.number().int().min(0).default(300), 'SFT optimiser steps.'),
     lr: d(z.number().positive().default(1e-3), 'SFT learning rate.'),
     batchSize: d(z.number().int().min(1).default(16), 'SFT batch size (sequences).'),

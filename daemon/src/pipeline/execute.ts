@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import type { DaemonEventInput, RunConfig, Stage, Trajectory } from '@mathagent/shared';
 import type { Store } from '../store';
 import type { Problem } from '../data/types';
-import { generateDemos, generateProblems } from '../data/synthetic';
-import { loadDataset } from '../data/datasets';
+import { generateDemos } from '../data/synthetic';
+import { getProblems } from '../data';
 import { getTemplate, type ChatTemplate } from '../env/templates';
 import { SandboxPool } from '../env/sandbox';
 import { rollout, type RolloutItem } from '../env/rollout';
@@ -111,18 +111,9 @@ class Execution {
 
   private problems(split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
     const { dataset, difficulty } = this.cfg.data;
-    if (dataset === 'synthetic') {
-      // Fresh training prompts every iteration (online), a fixed held-out set for every evaluation.
-      const seed = split === 'train' ? hashSeed(this.cfg.seed, 'train', iteration) : hashSeed(this.cfg.seed, split);
-      return generateProblems({ seed, count, split, level: difficulty as 1 | 2 | 3 });
-    }
-    const real = loadDataset(dataset, split === 'train' ? 'train' : 'test');
-    if (split === 'train') {
-      const start = ((iteration - 1) * count) % Math.max(1, real.length);
-      return Array.from({ length: Math.min(count, real.length) }, (_, i) => real[(start + i) % real.length]!);
-    }
-    // dev = the tail of the test split, eval = its head (disjoint as long as both fit).
-    return split === 'eval' ? real.slice(0, count) : real.slice(Math.max(count, real.length - count));
+    // Fresh training prompts every iteration (online), fixed held-out and dev sets for every evaluation.
+    const seed = split === 'train' ? hashSeed(this.cfg.seed, 'train', iteration) : hashSeed(this.cfg.seed, split);
+    return getProblems({ dataset, split, count, seed, level: difficulty as 1 | 2 | 3 });
   }
 
   // ------------------------------------------------------------------------------------------------ stages
@@ -153,7 +144,7 @@ class Execution {
 
   private async sft(model: ModelHandle): Promise<void> {
     const { sft } = this.cfg;
-    const demos = generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3 });
+    const demos = generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3, flawFamilies: sft.flawFamilies ?? undefined });
     const p = this.progress('sft', 0, sft.demos, 'rendering demonstrations');
     const seqs: TrainSequence[] = [];
     const session = this.tools.session();
