@@ -77,7 +77,10 @@ export function trajectory(seed: number, vocab = 16): { tokenIds: number[]; acti
   return { tokenIds, actionMask };
 }
 
-export function pairs(n: number, offset = 0): PreferencePair[] {
+type Seq = { tokenIds: number[]; actionMask: (0 | 1)[] };
+export type TestPair = PreferencePair & { chosen: Seq; rejected: Seq };
+
+export function pairs(n: number, offset = 0): TestPair[] {
   return Array.from({ length: n }, (_, i) => {
     const c = trajectory(2 * (i + offset) + 1);
     const r = trajectory(2 * (i + offset) + 2);

@@ -27,6 +27,8 @@ import { AdamW, lrAt, clipByGlobalNorm, type ScheduleKind } from './optim';
 export interface TrainableModel {
   config: { blockSize: number; vocabSize?: number };
   variables(): tf.Variable[];
+  /** Stable parameter names aligned with variables() (GPT has them); the optimiser state is keyed by them. */
+  variableNames?(): string[];
   /** [B, T] ids → [B, T−1] log p(ids[:, t+1] | ids[:, ..t]), differentiable w.r.t. variables(). */
   tokenLogprobs(ids: tf.Tensor2D): tf.Tensor2D;
 }
@@ -251,9 +253,13 @@ export class Trainer {
     if (!(Number.isInteger(model.config?.blockSize) && model.config.blockSize >= 2)) {
       throw new Error('Trainer: model.config.blockSize must be an integer ≥ 2');
     }
-    this.vars = model.variables().filter((v) => v.trainable);
+    const all = model.variables();
+    const names = model.variableNames?.() ?? all.map((v) => v.name);
+    if (names.length !== all.length) throw new Error(`Trainer: model has ${all.length} variables but ${names.length} names`);
+    const keep = all.map((v) => v.trainable);
+    this.vars = all.filter((_, i) => keep[i]);
     if (this.vars.length === 0) throw new Error('Trainer: the model has no trainable variables');
-    this.optimizer = new AdamW(this.vars, { ...options.adam, weightDecay: options.weightDecay ?? 0 });
+    this.optimizer = new AdamW(this.vars, { ...options.adam, weightDecay: options.weightDecay ?? 0, names: names.filter((_, i) => keep[i]) });
     this.rng = mulberry32(this.options.seed);
   }
 
