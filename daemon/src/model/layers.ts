@@ -14,7 +14,7 @@ const onWasm = () => tf.getBackend() === 'wasm';
 
 /** One-hot rows as float32. (The wasm OneHot kernel writes integer bits when asked for float32: cast instead.) */
 export function oneHotF32(ids: tf.Tensor1D, depth: number): tf.Tensor2D {
-  return tf.tidy(() => tf.cast(tf.oneHot(ids, depth), 'float32') as tf.Tensor2D);
+  return tf.tidy(() => tf.cast(tf.oneHot(ids, depth), 'float32')) as tf.Tensor2D;
 }
 
 /** a·b for 2-D tensors, with optional transposes. On wasm the transpose is made explicit (see top of file). */

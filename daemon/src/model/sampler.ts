@@ -1,0 +1,344 @@
+/**
+ * Batched autoregressive decoding with a KV cache.
+ *
+ * Rows have different prompt lengths. Prompts are right-padded for one batched prefill (attention is causal,
+ * so a row's real tokens never see its padding); after that every row keeps its own position and cache length.
+ *
+ * Three decoders share one interface, so that the sampling loop (temperature, top-p, stops, logprobs) is the
+ * same for all of them:
+ *  - HostKVDecoder: wasm/cpu. The decode step's small per-row work (embedding, layer norm, attention over the
+ *    cache, residuals) runs as plain loops over CPU memory; only the weight matMuls go through tfjs (XNNPACK).
+ *    At batch 32 a decode step has ~4k activations per op, so a tfjs op costs more in dispatch than in work.
+ *  - TensorKVDecoder: any backend (GPU); the cache is tensors and everything stays on the device except the
+ *    logits of the new position.
+ *  - NoCacheDecoder: re-runs the whole sequence every step; the reference the tests and `bench sample` use.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { GPT } from './gpt';
+import { gelu, layerNorm, matMul2d } from './layers';
+import { hostView } from './hostOps';
+import { attendRows } from './attendKernel';
+
+export interface Decoder {
+  /** Prefill the prompts; afterwards logits() gives the next-token logits of every row. */
+  start(prompts: number[][]): Promise<void>;
+  /** Next-token logits [B * V], row-major. Valid until the next step(). */
+  logits(): Promise<Float32Array>;
+  /**
+   * Append one token to every active row. Inactive rows (finished) are left as they are where the decoder
+   * can skip them; their logits are ignored either way.
+   */
+  step(tokens: Int32Array, active: Uint8Array): Promise<void>;
+  dispose(): void;
+}
+
+type P2 = tf.Tensor2D;
+type P1 = tf.Tensor1D;
+
+/** Right-pad rows into an int32 [B, P] tensor. */
+function padRows(rows: number[][], padId: number): tf.Tensor2D {
+  const P = Math.max(...rows.map((r) => r.length));
+  const data = new Int32Array(rows.length * P).fill(padId);
+  rows.forEach((r, b) => data.set(r, b * P));
+  return tf.tensor2d(data, [rows.length, P], 'int32');
+}
+
+/** Params of one block, by role. */
+function blockParams(model: GPT, i: number) {
+  const p = (n: string) => model.param(`h.${i}.${n}`) as tf.Tensor;
+  return {
+    ln1g: p('ln1.g') as P1, ln1b: p('ln1.b') as P1, wqkv: p('attn.wqkv') as P2, bqkv: p('attn.bqkv') as P1,
+    wo: p('attn.wo') as P2, bo: p('attn.bo') as P1, ln2g: p('ln2.g') as P1, ln2b: p('ln2.b') as P1,
+    w1: p('mlp.w1') as P2, b1: p('mlp.b1') as P1, w2: p('mlp.w2') as P2, b2: p('mlp.b2') as P1,
+  };
+}
+
+/** Logits of each row's last real position, from the trunk's hidden states [B*P, C]. */
+function lastLogits(model: GPT, hidden: tf.Tensor2D, lens: number[], P: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const rows = tf.tensor1d(lens.map((L, b) => b * P + L - 1), 'int32');
+    return matMul2d(tf.gather(hidden, rows), model.param('wte') as tf.Tensor as P2, false, true);
+  });
+}
+
+export class NoCacheDecoder implements Decoder {
+  private rows: number[][] = [];
+  private out: tf.Tensor2D | null = null;
+  private view: Float32Array | null = null;
+  constructor(private readonly model: GPT, private readonly padId: number) {}
+
+  async start(prompts: number[][]): Promise<void> {
+    this.rows = prompts.map((p) => [...p]);
+    this.run();
+  }
+
+  private run(): void {
+    this.out?.dispose();
+    this.view = null;
+    const ids = padRows(this.rows, this.padId);
+    const P = ids.shape[1];
+    this.out = tf.tidy(() => lastLogits(this.model, this.model.trunk(ids), this.rows.map((r) => r.length), P));
+    ids.dispose();
+  }
+
+  async logits(): Promise<Float32Array> {
+    this.view ??= (await this.out!.data()) as Float32Array;
+    return this.view;
+  }
+
+  async step(tokens: Int32Array, active: Uint8Array): Promise<void> {
+    this.rows.forEach((r, b) => {
+      if (active[b]) r.push(tokens[b]!);
+    });
+    this.run();
+  }
+
+  dispose(): void {
+    this.out?.dispose();
+    this.out = null;
+  }
+}
+
+export class TensorKVDecoder implements Decoder {
+  private k: tf.Tensor4D[] = [];
+  private v: tf.Tensor4D[] = [];
+  private bias: tf.Tensor4D | null = null;
+  private out: tf.Tensor2D | null = null;
+  private view: Float32Array | null = null;
+  private pos: number[] = [];
+
+  constructor(private readonly model: GPT, private readonly padId: number) {}
+
+  async start(prompts: number[][]): Promise<void> {
+    const { nHead: H, nEmbd: C } = this.model.config;
+    const hd = C / H;
+    const B = prompts.length;
+    const ids = padRows(prompts, this.padId);
+    const P = ids.shape[1];
+    this.pos = prompts.map((p) => p.length);
+    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, -1, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    this.out = tf.tidy(() => {
+      const hidden = this.model.trunk(ids, {
+        onQkv: (_i, qkv) => {
+          const [, k, v] = tf.split(qkv, 3, 1);
+          this.k.push(tf.keep(heads(k!)));
+          this.v.push(tf.keep(heads(v!)));
+        },
+      });
+      return lastLogits(this.model, hidden, this.pos, P);
+    });
+    // Key positions at or after a row's prompt length are its padding: masked for the rest of the decode.
+    const mask = new Float32Array(B * P);
+    prompts.forEach((p, b) => mask.fill(-1e9, b * P + p.length, (b + 1) * P));
+    this.bias = tf.tensor4d(mask, [B, 1, 1, P]);
+    ids.dispose();
+  }
+
+  async logits(): Promise<Float32Array> {
+    this.view ??= (await this.out!.data()) as Float32Array;
+    return this.view;
+  }
+
+  async step(tokens: Int32Array, _active: Uint8Array): Promise<void> {
+    const m = this.model;
+    const { nHead: H, nEmbd: C, nLayer, lnEps, blockSize } = m.config;
+    const hd = C / H;
+    const B = tokens.length;
+    const ids = tf.tensor1d(tokens, 'int32');
+    // Finished rows keep being fed (batched tensors); clamp their positions, their output is ignored.
+    const pos = tf.tensor1d(this.pos.map((p) => Math.min(p, blockSize - 1)), 'int32');
+    this.pos = this.pos.map((p) => p + 1);
+    const newBias = tf.tidy(() => tf.concat([this.bias!, tf.zeros([B, 1, 1, 1])], 3) as tf.Tensor4D);
+    this.bias!.dispose();
+    this.bias = newBias;
+    const wte = m.param('wte') as tf.Tensor as P2;
+    const next = tf.tidy(() => {
+      let x = tf.add(tf.gather(wte, ids), tf.gather(m.param('wpe') as tf.Tensor as P2, pos)) as P2;
+      for (let i = 0; i < nLayer; i++) {
+        const w = blockParams(m, i);
+        const qkv = tf.fused.matMul({ a: layerNorm(x, w.ln1g, w.ln1b, lnEps), b: w.wqkv, bias: w.bqkv });
+        const [q, k, v] = tf.split(qkv, 3, 1).map((t) => tf.reshape(t, [B, H, 1, hd]) as tf.Tensor4D);
+        const K = tf.keep(tf.concat([this.k[i]!, k!], 2) as tf.Tensor4D);
+        const V = tf.keep(tf.concat([this.v[i]!, v!], 2) as tf.Tensor4D);
+        this.k[i]!.dispose();
+        this.v[i]!.dispose();
+        this.k[i] = K;
+        this.v[i] = V;
+        const att = tf.softmax(tf.add(tf.mul(tf.matMul(q!, K, false, true), 1 / Math.sqrt(hd)), this.bias!));
+        const a = tf.reshape(tf.matMul(att, V), [B, C]) as P2;
+        x = tf.add(x, tf.fused.matMul({ a, b: w.wo, bias: w.bo }));
+        const h = tf.fused.matMul({ a: layerNorm(x, w.ln2g, w.ln2b, lnEps), b: w.w1, bias: w.b1 });
+        x = tf.add(x, tf.fused.matMul({ a: gelu(h) as P2, b: w.w2, bias: w.b2 }));
+      }
+      const hf = layerNorm(x, m.param('lnf.g') as tf.Tensor as P1, m.param('lnf.b') as tf.Tensor as P1, lnEps);
+      return tf.matMul(hf, wte, false, true) as P2;
+    });
+    tf.dispose([ids, pos]);
+    this.out?.dispose();
+    this.out = next;
+    this.view = null;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.k, ...this.v]);
+    this.k = [];
+    this.v = [];
+    this.bias?.dispose();
+    this.out?.dispose();
+    this.bias = this.out = null;
+  }
+}
+
+/** Layer norm of each row of x [B, C] (host arrays) into out. */
+function layerNormRows(x: Float32Array, g: Float32Array, b: Float32Array, out: Float32Array, B: number, C: number, eps: number): void {
+  for (let r = 0; r < B; r++) {
+    const o = r * C;
+    let mean = 0;
+    for (let c = 0; c < C; c++) mean += x[o + c]!;
+    mean /= C;
+    let v = 0;
+    for (let c = 0; c < C; c++) {
+      const d = x[o + c]! - mean;
+      v += d * d;
+    }
+    const inv = 1 / Math.sqrt(v / C + eps);
+    for (let c = 0; c < C; c++) out[o + c] = (x[o + c]! - mean) * inv * g[c]! + b[c]!;
+  }
+}
+
+export class HostKVDecoder implements Decoder {
+  private kc: Float32Array[] = [];
+  private vc: Float32Array[] = [];
+  /** Per row: tokens in the cache (prompt + generated); also the position of the next token. */
+  private len = new Int32Array(0);
+  private cap = 0;
+  private B = 0;
+  private x = new Float32Array(0);
+  private lnBuf = new Float32Array(0);
+  private logitsTensor: tf.Tensor2D | null = null;
+  /** wteᵀ [C, V] kept for the decode head: a plain matMul (no transpose flag) is the fast one on wasm. */
+  private wteT: tf.Tensor2D | null = null;
+  private host: Record<string, Float32Array> = {};
+
+  constructor(private readonly model: GPT, private readonly padId: number, private readonly maxNew: number) {}
+
+  async start(prompts: number[][]): Promise<void> {
+    const m = this.model;
+    const { nHead: H, nEmbd: C, nLayer, blockSize } = m.config;
+    const hd = C / H;
+    const B = (this.B = prompts.length);
+    const P = Math.max(...prompts.map((p) => p.length));
+    this.cap = Math.min(blockSize, P + this.maxNew);
+    this.len = Int32Array.from(prompts, (p) => p.length);
+    this.x = new Float32Array(B * C);
+    this.lnBuf = new Float32Array(B * C);
+    // Host copies of the small per-element parameters (embeddings, norms); weight matrices stay tensors.
+    this.host = {};
+    for (const n of m.variableNames()) {
+      if (n === 'wte' || n === 'wpe' || /ln\d?\.|lnf\./.test(n)) this.host[n] = m.param(n).dataSync() as Float32Array;
+    }
+    this.kc = [];
+    this.vc = [];
+    for (let i = 0; i < nLayer; i++) {
+      this.kc.push(new Float32Array(B * H * this.cap * hd));
+      this.vc.push(new Float32Array(B * H * this.cap * hd));
+    }
+    this.wteT?.dispose();
+    this.wteT = tf.keep(tf.transpose(m.param('wte') as tf.Tensor as P2));
+    const ids = padRows(prompts, this.padId);
+    const cap = this.cap;
+    const lens = this.len;
+    this.logitsTensor = tf.tidy(() => {
+      const hidden = m.trunk(ids, {
+        onQkv: (i, qkv) => {
+          const src = hostView(qkv);
+          const kc = this.kc[i]!, vc = this.vc[i]!;
+          for (let b = 0; b < B; b++) {
+            for (let t = 0; t < lens[b]!; t++) {
+              const s = (b * P + t) * 3 * C;
+              for (let h = 0; h < H; h++) {
+                const o = ((b * H + h) * cap + t) * hd;
+                kc.set(src.subarray(s + C + h * hd, s + C + (h + 1) * hd), o);
+                vc.set(src.subarray(s + 2 * C + h * hd, s + 2 * C + (h + 1) * hd), o);
+              }
+            }
+          }
+        },
+      });
+      return lastLogits(m, hidden, Array.from(lens), P);
+    });
+    ids.dispose();
+  }
+
+  async logits(): Promise<Float32Array> {
+    return hostView(this.logitsTensor!);
+  }
+
+  /** x·W + b through tfjs (XNNPACK), read back into a host array (a copy: the view dies with the tensor). */
+  private matmul(x: Float32Array, rows: number, w: tf.Tensor, b: tf.Tensor, act?: 'gelu'): Float32Array {
+    const xt = tf.tensor2d(x, [rows, x.length / rows]);
+    let y = tf.fused.matMul({ a: xt, b: w as P2, bias: b });
+    if (act) {
+      const g = gelu(y);
+      y.dispose();
+      y = g as P2;
+    }
+    const out = hostView(y).slice();
+    tf.dispose([xt, y]);
+    return out;
+  }
+
+  async step(tokens: Int32Array, active: Uint8Array): Promise<void> {
+    const m = this.model;
+    const { nHead: H, nEmbd: C, nLayer, lnEps } = m.config;
+    const hd = C / H;
+    const B = this.B;
+    const { x, lnBuf, host } = this;
+    const wte = host.wte!, wpe = host.wpe!;
+    // Inactive rows are skipped: no new key, no position advance (their row of x is left stale, unread).
+    const act = new Uint8Array(B);
+    for (let b = 0; b < B; b++) {
+      const pos = this.len[b]!;
+      if (!active[b]) continue;
+      if (pos >= this.cap) throw new Error(`HostKVDecoder: row ${b} is full (${pos} tokens, capacity ${this.cap})`);
+      act[b] = 1;
+      const t = tokens[b]! * C, p = pos * C, o = b * C;
+      for (let c = 0; c < C; c++) x[o + c] = wte[t + c]! + wpe[p + c]!;
+    }
+    for (let i = 0; i < nLayer; i++) {
+      const w = blockParams(m, i);
+      layerNormRows(x, host[`h.${i}.ln1.g`]!, host[`h.${i}.ln1.b`]!, lnBuf, B, C, lnEps);
+      const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv);
+      // Append k, v at each row's own position, then attend over that row's cache.
+      const kc = this.kc[i]!, vc = this.vc[i]!;
+      for (let b = 0; b < B; b++) {
+        if (!act[b]) continue;
+        for (let h = 0; h < H; h++) {
+          const o = ((b * H + h) * this.cap + this.len[b]!) * hd;
+          const s = b * 3 * C + h * hd;
+          kc.set(qkv.subarray(s + C, s + C + hd), o);
+          vc.set(qkv.subarray(s + 2 * C, s + 2 * C + hd), o);
+        }
+      }
+      attendRows(qkv, 3 * C, kc, vc, this.len, act, B, H, hd, this.cap, 1 / Math.sqrt(hd), lnBuf);
+      const proj = this.matmul(lnBuf, B, w.wo, w.bo);
+      for (let j = 0; j < x.length; j++) x[j]! += proj[j]!;
+      layerNormRows(x, host[`h.${i}.ln2.g`]!, host[`h.${i}.ln2.b`]!, lnBuf, B, C, lnEps);
+      const h1 = this.matmul(lnBuf, B, w.w1, w.b1, 'gelu');
+      const mlp = this.matmul(h1, B, w.w2, w.b2);
+      for (let j = 0; j < x.length; j++) x[j]! += mlp[j]!;
+    }
+    for (let b = 0; b < B; b++) this.len[b]! += act[b]!;
+    layerNormRows(x, host['lnf.g']!, host['lnf.b']!, lnBuf, B, C, lnEps);
+    this.logitsTensor?.dispose();
+    this.logitsTensor = tf.tidy(() => tf.matMul(tf.tensor2d(lnBuf, [B, C]), this.wteT!) as P2);
+  }
+
+  dispose(): void {
+    this.logitsTensor?.dispose();
+    this.wteT?.dispose();
+    this.logitsTensor = this.wteT = null;
+    this.kc = [];
+    this.vc = [];
+  }
+}

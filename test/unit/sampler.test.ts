@@ -1,0 +1,149 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../../daemon/src/model/backends';
+import { GPT, presetConfig } from '../../daemon/src/model/gpt';
+import { ByteTokenizer } from '../../daemon/src/model/tokenizer';
+import { LocalPolicy, sampleToken } from '../../daemon/src/model/localPolicy';
+import type { GenerateRequest } from '../../daemon/src/env/policy';
+import { mulberry32 } from '../../daemon/src/data/rng';
+
+const tok = new ByteTokenizer(['<|pad|>', '<|user|>', '<|assistant|>', '<|end|>', '<|output|>', '<|/output|>']);
+const req = (prompt: string, extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  promptTokenIds: tok.encode(prompt), promptText: prompt, maxTokens: 12, stop: [], temperature: 0, topP: 1, ...extra,
+});
+
+before(async () => {
+  await initBackend('wasm', { log: () => {} });
+});
+
+describe('LocalPolicy sampling', () => {
+  it('KV-cache decoders give the same greedy tokens and logprobs as the no-cache path, per row and batched', async () => {
+    const model = new GPT(presetConfig('tiny', tok.vocabSize), 11);
+    const prompts = ['<|user|>2+2?<|end|><|assistant|>', 'a', '<|user|>a much longer prompt than the others<|end|>'];
+    const reqs = prompts.map((p) => req(p, { maxTokens: 20 }));
+    const ref = await new LocalPolicy(model, tok).generate(reqs, { noCache: true });
+    for (const decoder of ['host', 'tensor'] as const) {
+      const got = await new LocalPolicy(model, tok, { decoder }).generate(reqs);
+      got.forEach((g, b) => {
+        assert.deepEqual(g.tokenIds, ref[b]!.tokenIds, `${decoder} row ${b}`);
+        g.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - ref[b]!.logprobs[t]!) < 2e-4, `${decoder} row ${b} t ${t}: ${lp} vs ${ref[b]!.logprobs[t]}`));
+        assert.equal(g.finishReason, ref[b]!.finishReason);
+      });
+      // Alone, a row gives what it gave inside the batch.
+      const alone = await new LocalPolicy(model, tok, { decoder }).generate([reqs[1]!]);
+      assert.deepEqual(alone[0]!.tokenIds, ref[1]!.tokenIds);
+    }
+    // The reported logprobs are the model's own log p(token | history): check against tokenLogprobs.
+    const full = [...reqs[0]!.promptTokenIds, ...ref[0]!.tokenIds];
+    const lp = model.tokenLogprobs(tf.tensor2d(full, [1, full.length], 'int32')).dataSync();
+    const P = reqs[0]!.promptTokenIds.length;
+    ref[0]!.logprobs.forEach((x, t) => assert.ok(Math.abs(x - lp[P - 1 + t]!) < 2e-4));
+    model.dispose();
+  });
+
+  it('stops right after a stop string (kept in the output), at eos, and at maxTokens', async () => {
+    const model = new GPT(presetConfig('tiny', tok.vocabSize), 12);
+    const policy = new LocalPolicy(model, tok);
+    const [free] = await policy.generate([req('xyz', { maxTokens: 30 })]);
+    // Pick a stop that first completes at token k of the free-running greedy output.
+    const k = 6;
+    const stop = free!.text.length >= k ? tok.decode(free!.tokenIds.slice(k - 3, k)) : '';
+    if (stop && !tok.decode(free!.tokenIds.slice(0, k - 1)).includes(stop)) {
+      const [s] = await policy.generate([req('xyz', { maxTokens: 30, stop: ['never-appears', stop] })]);
+      assert.equal(s!.finishReason, 'stop');
+      assert.deepEqual(s!.tokenIds, free!.tokenIds.slice(0, k));
+      assert.ok(s!.text.endsWith(stop));
+    }
+    // Force the model to emit one id: zero the final norm's gain and point its bias at that id's embedding.
+    const force = (id: number) => tf.tidy(() => {
+      const C = model.config.nEmbd;
+      const wte = model.param('wte');
+      const rows = tf.oneHot(tf.tensor1d([id], 'int32'), tok.vocabSize).cast('float32').reshape([tok.vocabSize, 1]);
+      wte.assign(tf.add(tf.mul(wte, tf.sub(1, rows)), tf.mul(rows, 0.5)));
+      model.param('lnf.g').assign(tf.zeros([C]));
+      model.param('lnf.b').assign(tf.ones([C]));
+    });
+    force(tok.eosId!);
+    const [e] = await policy.generate([req('abc', { maxTokens: 5 })]);
+    assert.deepEqual(e, { text: '<|end|>', tokenIds: [259], logprobs: e!.logprobs, finishReason: 'eos' });
+    assert.ok(e!.logprobs[0]! > -0.01);
+    const outId = tok.specialId('<|output|>')!;
+    const m2 = new GPT(presetConfig('tiny', tok.vocabSize), 13);
+    const p2 = new LocalPolicy(m2, tok);
+    tf.tidy(() => {
+      const wte = m2.param('wte');
+      const rows = tf.oneHot(tf.tensor1d([outId], 'int32'), tok.vocabSize).cast('float32').reshape([tok.vocabSize, 1]);
+      wte.assign(tf.add(tf.mul(wte, tf.sub(1, rows)), tf.mul(rows, 0.5)));
+      m2.param('lnf.g').assign(tf.zeros([m2.config.nEmbd]));
+      m2.param('lnf.b').assign(tf.ones([m2.config.nEmbd]));
+    });
+    const [o] = await p2.generate([req('abc', { maxTokens: 5, stop: ['<|output|>'] })]);
+    assert.equal(o!.finishReason, 'stop');
+    assert.deepEqual(o!.tokenIds, [outId]);
+    const [l] = await p2.generate([req('abc', { maxTokens: 3 })]);
+    assert.equal(l!.finishReason, 'length');
+    assert.deepEqual(l!.tokenIds, [outId, outId, outId]);
+    model.dispose();
+    m2.dispose();
+  });
+
+  it('per-request seeds make sampling reproducible; top-p near 0 is greedy', async () => {
+    const model = new GPT(presetConfig('tiny', tok.vocabSize), 14);
+    const policy = new LocalPolicy(model, tok);
+    const r = (seed: number, extra: Partial<GenerateRequest> = {}) => req('hello', { temperature: 1, maxTokens: 16, seed, ...extra });
+    const [a, b, c] = await policy.generate([r(1), r(1), r(2)]);
+    assert.deepEqual(a!.tokenIds, b!.tokenIds);
+    assert.notDeepEqual(a!.tokenIds, c!.tokenIds);
+    const [again] = await policy.generate([r(1)]);
+    assert.deepEqual(again!.tokenIds, a!.tokenIds);
+    const [greedy] = await policy.generate([req('hello', { maxTokens: 16 })]);
+    const [nucleus] = await policy.generate([r(5, { topP: 1e-6, temperature: 2 })]);
+    assert.deepEqual(nucleus!.tokenIds, greedy!.tokenIds);
+    model.dispose();
+  });
+
+  it('sampleToken follows temperature and top-p on hand-made logits', () => {
+    const logits = Float32Array.from([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
+    const scratch = new Float64Array(3);
+    const rng = mulberry32(3);
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 4000; i++) counts[sampleToken(logits, 0, 3, 1, 1, rng, scratch).id]!++;
+    assert.ok(Math.abs(counts[0]! / 4000 - 0.5) < 0.04 && Math.abs(counts[2]! / 4000 - 0.2) < 0.04, String(counts));
+    // top-p 0.6 keeps {0, 1} (0.5 < 0.6 ≤ 0.8): token 2 never appears.
+    const kept = new Set(Array.from({ length: 500 }, () => sampleToken(logits, 0, 3, 1, 0.6, rng, scratch).id));
+    assert.deepEqual([...kept].sort(), [0, 1]);
+    const s = sampleToken(logits, 0, 3, 0, 1, rng, scratch);
+    assert.equal(s.id, 0);
+    assert.ok(Math.abs(s.logprob - Math.log(0.5)) < 1e-6);
+    // The logprob is untempered even when sampling at another temperature.
+    const hot = sampleToken(logits, 0, 3, 5, 1, rng, scratch);
+    assert.ok(Math.abs(hot.logprob - Math.log([0.5, 0.3, 0.2][hot.id]!)) < 1e-6);
+  });
+
+  it('rejects bad requests and keeps tf.memory().numTensors flat', async () => {
+    const model = new GPT(presetConfig('tiny', tok.vocabSize), 15);
+    const policy = new LocalPolicy(model, tok);
+    await assert.rejects(policy.generate([req('a', { topP: 0 })]), /request 0: topP/);
+    await assert.rejects(policy.generate([req('a'), { ...req('a'), promptTokenIds: [999] }]), /request 1: prompt token id 999/);
+    await assert.rejects(policy.generate([{ ...req('a'), promptTokenIds: [] }]), /non-empty/);
+    await assert.rejects(policy.generate([req('a', { maxTokens: -1 })]), /maxTokens/);
+    assert.throws(() => new LocalPolicy(model, new ByteTokenizer()), /vocabSize/);
+    const [z] = await policy.generate([req('a', { maxTokens: 0 })]);
+    assert.deepEqual(z, { text: '', tokenIds: [], logprobs: [], finishReason: 'length' });
+    const long = await policy.generate([{ ...req('a'), promptTokenIds: new Array(200).fill(65) }]);
+    assert.equal(long[0]!.finishReason, 'length');
+    // Near the end of the context a row stops with 'length' while the others go on.
+    const edge = await policy.generate([{ ...req('a', { maxTokens: 10 }), promptTokenIds: new Array(125).fill(65) }, req('b', { maxTokens: 10 })]);
+    assert.equal(edge[0]!.tokenIds.length, 3);
+    assert.equal(edge[1]!.tokenIds.length, 10);
+    for (const decoder of ['host', 'tensor'] as const) {
+      const p = new LocalPolicy(model, tok, { decoder });
+      await p.generate([req('warm up'), req('x')]);
+      const n0 = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) await p.generate([req('one', { temperature: 1, seed: i }), req('two two')]);
+      assert.equal(tf.memory().numTensors, n0, decoder);
+    }
+    model.dispose();
+  });
+});
