@@ -9,6 +9,7 @@ import * as daemonCmd from './daemon';
 import * as runsCmd from './runs';
 import * as exportCmd from './export';
 import * as evalCmd from './eval';
+import * as benchCmd from './bench';
 
 const program = new Command();
 program
@@ -24,6 +25,7 @@ const modules: Array<{ register(p: Command): void }> = [
   runsCmd,
   exportCmd,
   evalCmd,
+  benchCmd,
 ];
 for (const m of modules) m.register(program);
 

@@ -31,9 +31,9 @@ function columnSum(dy: tf.Tensor2D): tf.Tensor1D {
 /** dW = xᵀ·dy for x [N, in], dy [N, out], transposing whichever of x or dy is smaller. */
 function weightGrad(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
   if (!onWasm()) return tf.matMul(x, dy, true, false);
-  return tf.tidy(() => {
+  return tf.tidy((): tf.Tensor2D => {
     if (x.shape[1] <= dy.shape[1]) return tf.matMul(tf.transpose(x), dy);
-    return tf.transpose(tf.matMul(tf.transpose(dy), x)); // (dyᵀ·x)ᵀ: the big transpose is of the narrower dy
+    return tf.transpose(tf.matMul(tf.transpose(dy), x)) as tf.Tensor2D; // (dyᵀ·x)ᵀ: the big transpose is of the narrower dy
   });
 }
 

@@ -1,0 +1,202 @@
+/**
+ * `mathagent bench <name|all> [--json]`: benchmarks that print figures (never timed tests). Each benchmark is
+ * one entry of BENCHMARKS; other modules add theirs with registerBenchmark (grade, ws, ...).
+ *
+ * Figures that are compared are measured in the same run and interleaved (a reference matMul between
+ * training steps), so the ratio holds even on a machine that other processes are loading.
+ */
+import type { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendName, BACKEND_NAMES } from '../model/backends';
+import { GPT, presetConfig, type GPTConfig, type PresetName } from '../model/gpt';
+import { ByteTokenizer } from '../model/tokenizer';
+import { LocalPolicy } from '../model/localPolicy';
+
+export interface BenchOptions {
+  backend: BackendName;
+  preset: PresetName;
+  steps: number;
+  /** Progress lines go here (stderr), results are returned. */
+  log: (line: string) => void;
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(opts: BenchOptions): Promise<Record<string, unknown>>;
+}
+
+const SPECIALS = ['<|pad|>', '<|user|>', '<|assistant|>', '<|end|>', '<|output|>', '<|/output|>'];
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+
+/** Wait for all queued device work (webgpu is asynchronous; wasm/cpu return at once). */
+async function sync(t: tf.Tensor): Promise<void> {
+  await t.data();
+}
+
+/** One timed 1024³ matMul on the active backend, in GFLOP/s. */
+async function matMulGflops(a: tf.Tensor2D, b: tf.Tensor2D): Promise<number> {
+  const t0 = performance.now();
+  const c = tf.matMul(a, b);
+  await sync(c);
+  const ms = performance.now() - t0;
+  c.dispose();
+  return (2 * a.shape[0] * a.shape[1] * b.shape[1]) / ms / 1e6;
+}
+
+/** Matmul FLOPs per token of a forward+backward pass: 6·(matmul parameters) + attention (PaLM's 12·L·T·C). */
+export function trainFlopsPerToken(c: GPTConfig, T: number): number {
+  const C = c.nEmbd;
+  const matmulParams = c.nLayer * (4 * C * C + 2 * c.mlpRatio * C * C) + c.vocabSize * C;
+  return 6 * matmulParams + 12 * c.nLayer * T * C;
+}
+
+const trainBench: Benchmark = {
+  name: 'train',
+  description: 'one full training step (forward + backward + Adam) of the preset at batch 16 x 256, vs the backend\'s own 1024³ matMul',
+  async run({ preset, steps, log }) {
+    const B = 16, T = 256;
+    const tok = new ByteTokenizer(SPECIALS);
+    const config = presetConfig(preset, tok.vocabSize);
+    const model = new GPT(config, 1);
+    const vars = model.variables();
+    // A plain Adam (the real AdamW with schedules lives in train/): enough to time a full step.
+    const m: tf.Tensor[] = vars.map((v) => tf.zerosLike(v));
+    const v2: tf.Tensor[] = vars.map((v) => tf.zerosLike(v));
+    const lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    let t = 0;
+    const rand = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 256));
+    const ids = tf.tensor2d(rand(B * T), [B, T], 'int32');
+    const targets = tf.tensor2d(rand(B * T), [B, T], 'int32');
+    const step = async () => {
+      t++;
+      const { value, grads } = tf.variableGrads(() => model.forward(ids, targets).loss!, vars);
+      tf.tidy(() => {
+        const c1 = 1 - b1 ** t, c2 = 1 - b2 ** t;
+        vars.forEach((vr, i) => {
+          const g = grads[vr.name]!;
+          const mi = tf.add(tf.mul(m[i]!, b1), tf.mul(g, 1 - b1));
+          const vi = tf.add(tf.mul(v2[i]!, b2), tf.mul(tf.square(g), 1 - b2));
+          vr.assign(tf.sub(vr, tf.mul(tf.div(mi, tf.add(tf.sqrt(tf.div(vi, c2)), eps)), lr / c1)));
+          m[i]!.dispose();
+          v2[i]!.dispose();
+          m[i] = tf.keep(mi);
+          v2[i] = tf.keep(vi);
+        });
+      });
+      const loss = (await value.data())[0]!;
+      tf.dispose([value, ...Object.values(grads)]);
+      return loss;
+    };
+    const a = tf.randomNormal([1024, 1024]) as tf.Tensor2D;
+    const b = tf.randomNormal([1024, 1024]) as tf.Tensor2D;
+    await matMulGflops(a, b);
+    const t0 = performance.now();
+    await step(); // warm-up: XNNPACK operator creation, kernel compilation on GPUs
+    log(`bench train: warm-up step ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    const stepMs: number[] = [];
+    const mm: number[] = [];
+    let loss = NaN;
+    for (let i = 0; i < steps; i++) {
+      mm.push(await matMulGflops(a, b));
+      const s0 = performance.now();
+      loss = await step();
+      stepMs.push(performance.now() - s0);
+      log(`bench train: step ${i + 1}/${steps} ${(stepMs.at(-1)! / 1000).toFixed(2)} s, loss ${loss.toFixed(3)}, matMul ${mm.at(-1)!.toFixed(1)} GFLOP/s`);
+    }
+    mm.push(await matMulGflops(a, b));
+    const ms = median(stepMs);
+    const tokensPerSec = (B * T) / (ms / 1000);
+    const gflops = (trainFlopsPerToken(config, T) * B * T) / ms / 1e6;
+    const matmul = median(mm);
+    tf.dispose([a, b, ids, targets, ...m, ...v2]);
+    model.dispose();
+    return {
+      preset, params: model.paramCount(), batch: B, seqLen: T, steps,
+      stepMs: round(ms, 1), tokensPerSec: round(tokensPerSec, 0), gflops: round(gflops), matmulGflops: round(matmul),
+      ratio: round(gflops / matmul, 3), lastLoss: round(loss, 4),
+    };
+  },
+};
+
+const sampleBench: Benchmark = {
+  name: 'sample',
+  description: 'sampling tokens/s of the preset at batch 32 x 256 new tokens with the KV cache, and the speed-up over no cache',
+  async run({ preset, steps, log }) {
+    const B = 32, newTokens = 256, promptLen = 32;
+    const tok = new ByteTokenizer(SPECIALS);
+    const model = new GPT(presetConfig(preset, tok.vocabSize), 1);
+    const policy = new LocalPolicy(model, tok, { name: `bench-${preset}` });
+    const prompt = (i: number) => tok.encode(`<|user|>question ${i}: what is ${i} * 7?<|end|><|assistant|>`).slice(0, promptLen);
+    const requests = (n: number, maxTokens: number) => Array.from({ length: n }, (_, i) => ({
+      promptTokenIds: prompt(i), promptText: '', maxTokens, stop: [], temperature: 1, topP: 1, seed: i,
+    }));
+    await policy.generate(requests(B, 4)); // warm-up
+    const cacheTps: number[] = [];
+    for (let i = 0; i < Math.max(1, Math.min(steps, 3)); i++) {
+      const t0 = performance.now();
+      const res = await policy.generate(requests(B, newTokens));
+      const n = res.reduce((s, r) => s + r.tokenIds.length, 0);
+      cacheTps.push(n / ((performance.now() - t0) / 1000));
+      log(`bench sample: KV cache ${cacheTps.at(-1)!.toFixed(0)} tokens/s (${n} tokens)`);
+    }
+    // Without the cache every new token re-runs the whole sequence; fewer tokens keep this short.
+    const noCacheTokens = 16;
+    const t1 = performance.now();
+    const res = await policy.generate(requests(B, noCacheTokens), { noCache: true });
+    const n = res.reduce((s, r) => s + r.tokenIds.length, 0);
+    const noCacheTps = n / ((performance.now() - t1) / 1000);
+    log(`bench sample: no cache ${noCacheTps.toFixed(0)} tokens/s (${n} tokens)`);
+    policy.dispose();
+    model.dispose();
+    const withCache = median(cacheTps);
+    return {
+      preset, batch: B, promptTokens: promptLen, newTokens, tokensPerSec: round(withCache, 0),
+      noCacheTokensPerSec: round(noCacheTps, 0), noCacheNewTokens: noCacheTokens, speedup: round(withCache / noCacheTps, 1),
+    };
+  },
+};
+
+export const BENCHMARKS: Benchmark[] = [trainBench, sampleBench];
+
+/** Add a benchmark (e.g. `grade`, `ws`) to `mathagent bench`. */
+export function registerBenchmark(b: Benchmark): void {
+  if (BENCHMARKS.some((x) => x.name === b.name)) throw new Error(`benchmark '${b.name}' is registered twice`);
+  BENCHMARKS.push(b);
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description(`print benchmark figures: ${BENCHMARKS.map((b) => b.name).join(', ')} or all`)
+    .argument('[name]', 'benchmark to run, or "all"', 'all')
+    .option('--json', 'print one JSON object with every result on stdout')
+    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join('|')}`, 'wasm')
+    .option('--preset <name>', 'model preset: tiny|small|base', 'small')
+    .option('--steps <n>', 'timed repetitions per benchmark', '5')
+    .action(async (name: string, o: { json?: boolean; backend: string; preset: string; steps: string }) => {
+      const chosen = name === 'all' ? BENCHMARKS : BENCHMARKS.filter((b) => b.name === name);
+      if (!chosen.length) throw new Error(`unknown benchmark '${name}': use one of ${BENCHMARKS.map((b) => b.name).join(', ')}, all`);
+      const steps = Number(o.steps);
+      if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got '${o.steps}'`);
+      const log = (line: string) => process.stderr.write(`${line}\n`);
+      const backend = await initBackend(o.backend as BackendName, { log });
+      const results: Record<string, unknown> = { backend: backend.name };
+      for (const b of chosen) {
+        log(`bench ${b.name}: ${b.description}`);
+        const r = await b.run({ backend: o.backend as BackendName, preset: o.preset as PresetName, steps, log });
+        results[b.name] = r;
+        if (!o.json) {
+          process.stdout.write(`${b.name}:\n`);
+          for (const [k, v] of Object.entries(r)) process.stdout.write(`  ${k.padEnd(22)} ${String(v)}\n`);
+        }
+      }
+      if (o.json) process.stdout.write(`${JSON.stringify(results)}\n`);
+    });
+}
