@@ -1,5 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SandboxPool } from '../../daemon/src/env/sandbox';
 
 // One shared pool for the cases that do not kill workers; short time limit so runaway cases end fast.
@@ -155,6 +158,20 @@ test('bad options and a missing worker script give errors that say what to fix',
   assert.throws(() => new SandboxPool({ timeoutMs: 0 }), /timeoutMs must be a positive number, got 0/);
   assert.throws(() => new SandboxPool({ workers: 0 }), /workers must be an integer >= 1/);
   assert.throws(() => new SandboxPool({ workerFile: '/nonexistent/sandboxWorker.cjs' }), /worker script not found at \/nonexistent\/sandboxWorker\.cjs; run `npm run build`/);
+});
+
+test('a worker script that cannot start fails the calls with its error instead of retrying forever', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sandbox-broken-'));
+  const file = join(dir, 'sandboxWorker.cjs');
+  writeFileSync(file, "throw new Error('boom at load');\n");
+  const p = new SandboxPool({ workers: 1, workerFile: file });
+  try {
+    await assert.rejects(p.session().run('1 + 1'), /the interpreter worker failed to start 3 times: boom at load/);
+    assert.equal(p.stats().workerStarts, 3);
+  } finally {
+    await p.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function pick(r: { output: string; error: boolean }): { output: string; error: boolean } {

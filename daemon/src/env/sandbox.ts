@@ -197,11 +197,25 @@ export class SandboxPool {
     for (const s of this.slots) if (!s.worker) this.spawn(s);
     while (this.queue.length) {
       const idle = this.slots.filter((s) => s.worker && s.ready && !s.job);
-      if (!idle.length) return;
+      if (!idle.length) break;
       const job = this.queue.shift()!;
       // Prefer the worker that already holds the session's scope (no replay needed).
       const slot = idle.find((s) => s.sessions.has(job.session)) ?? idle[0]!;
       this.start(slot, job);
+    }
+    this.updateRefs();
+  }
+
+  /**
+   * Workers keep the process alive only while there is work (a queued or running call): an idle pool that
+   * nobody closed must not stop the daemon's CLI or a test from exiting.
+   */
+  private updateRefs(): void {
+    const busy = this.queue.length > 0 || this.slots.some((s) => s.job !== null);
+    for (const s of this.slots) {
+      if (!s.worker) continue;
+      if (busy) s.worker.ref();
+      else s.worker.unref();
     }
   }
 
@@ -212,7 +226,6 @@ export class SandboxPool {
     slot.startedAt = performance.now();
     slot.sessions.add(job.session);
     slot.timer = setTimeout(() => this.onTimeout(slot), this.timeoutMs);
-    w.ref();
     const req: RunRequest = {
       type: 'run', id: slot.jobId, session: job.session, history: job.history, code: job.code,
       maxMatrixElements: this.maxMatrixElements, maxOutputChars: this.maxOutputChars,
@@ -227,8 +240,8 @@ export class SandboxPool {
     slot.timer = null;
     slot.job = null;
     const durationMs = Math.round((performance.now() - slot.startedAt) * 10) / 10;
-    slot.worker?.unref();
     job.resolve({ output, error, durationMs });
+    this.updateRefs();
   }
 
   private onTimeout(slot: Slot): void {
@@ -265,7 +278,6 @@ export class SandboxPool {
       this.startFailed(slot, e);
       return;
     }
-    w.unref();
     slot.worker = w;
     slot.ready = false;
     w.on('message', (msg: WorkerReply) => {
@@ -297,6 +309,8 @@ export class SandboxPool {
       this.finish(slot, `Error: the interpreter exited (code ${code})`, true);
       this.dispatch();
     });
+    // After the listeners: attaching a 'message' listener refs the worker again.
+    this.updateRefs();
   }
 
   private startFailed(slot: Slot, e: unknown): void {
@@ -310,7 +324,7 @@ export class SandboxPool {
       this.startFailures = 0;
       return;
     }
-    setTimeout(() => this.dispatch(), 50).unref();
+    setTimeout(() => this.dispatch(), 50);
   }
 }
 
