@@ -10,6 +10,7 @@ import * as runsCmd from './runs';
 import * as exportCmd from './export';
 import * as evalCmd from './eval';
 import * as benchCmd from './bench';
+import * as gradeCmd from './grade';
 
 const program = new Command();
 program
@@ -26,6 +27,7 @@ const modules: Array<{ register(p: Command): void }> = [
   exportCmd,
   evalCmd,
   benchCmd,
+  gradeCmd,
 ];
 for (const m of modules) m.register(program);
 

@@ -208,6 +208,26 @@ function relEq(a: Extract<Node, { k: 'rel' }>, b: Extract<Node, { k: 'rel' }>, d
 const INT = /^[+-]?\d+$/;
 const SIMPLE = /^([+-]?)(?:(\d+(?:\.\d+)?|\.\d+)|(\d+)\/(\d+)|\\frac\{(\d+)\}\{(\d+)\})$/;
 
+const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/;
+
+/**
+ * Two written decimals are equal only by value (12.5 = 12.50 = 12.500): both are exact as written, and
+ * a relative tolerance would accept 988.48 for 988.41, which is wrong money. The 1e-4 tolerance is for
+ * a decimal against an exact form (\frac{1}{3} vs 0.3333, \sqrt{2} vs 1.41421).
+ */
+function decimalEq(a: string, b: string): boolean {
+  const norm = (x: string) => {
+    const neg = x.startsWith('-');
+    let t = x.replace(/^[+-]/, '');
+    if (t.includes('.')) t = t.replace(/0+$/, '').replace(/\.$/, '');
+    t = t.replace(/^0+(?=\d)/, '');
+    if (t === '' || t === '.') t = '0';
+    if (t.startsWith('.')) t = `0${t}`;
+    return (neg && t !== '0' ? '-' : '') + t;
+  };
+  return norm(a) === norm(b);
+}
+
 /** Plain numbers, a/b and \frac{a}{b} without mathjs (the common case, and the fast path). */
 function simpleNumber(c: string): number | null {
   const m = SIMPLE.exec(c);
@@ -225,6 +245,7 @@ function scalarEq(x: string, y: string): boolean {
   const cy = compact(y);
   if (cx === cy) return true;
   if (INT.test(cx) && INT.test(cy) && cx.length < 4000 && cy.length < 4000) return BigInt(cx) === BigInt(cy);
+  if (DECIMAL.test(cx) && DECIMAL.test(cy)) return decimalEq(cx, cy);
   const nx = simpleNumber(cx);
   const ny = simpleNumber(cy);
   if (nx !== null && ny !== null) return closeNumbers(nx, ny);

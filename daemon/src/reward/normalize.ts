@@ -65,7 +65,7 @@ export function balanced(s: string): boolean {
 export function isLabel(s: string): boolean {
   let t = s.trim();
   if (!t || t.length > 60) return false;
-  t = t.replace(new RegExp(`\\\\(?:${WRAPPERS})\\s*\\{([^{}]*)\\}`, 'g'), '$1');
+  t = t.replace(WRAPPER_RE, '$1');
   t = t.replace(/_\s*\{[^{}]*\}|_\s*[A-Za-z0-9]/g, ''); // subscripts
   t = t.replace(/\\(?:angle|measuredangle|triangle|overline|overrightarrow|vec|hat|bar|widehat|arc|overarc)\b\s*/g, '');
   t = t.replace(/\\[dtc]?frac\s*\{([A-Za-z\s]*)\}\s*\{([A-Za-z\s]*)\}/g, '$1$2');
@@ -79,6 +79,9 @@ export function isLabel(s: string): boolean {
 
 /** Normalise one extracted answer string. */
 export function normalizeAnswer(raw: string): Normalized {
+  // Fast path for the most common answer: a plain number.
+  const plain = raw.trim();
+  if (/^[+-]?(?:\d+(?:\.\d+)?|\.\d+)$/.test(plain)) return { text: plain, percent: false };
   let s = raw;
   for (const [re, rep] of UNICODE) s = s.replace(re, rep);
   s = s.replace(/\r/g, '');
