@@ -147,16 +147,18 @@ class Execution {
     const demos = generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3, flawFamilies: sft.flawFamilies ?? undefined });
     const p = this.progress('sft', 0, sft.demos, 'rendering demonstrations');
     const seqs: TrainSequence[] = [];
-    const session = this.tools.session();
-    try {
-      for (const [i, demo] of demos.entries()) {
-        this.checkAbort();
-        const r = await renderDemo(demo, this.template, this.d.engine.tokenizer, session);
-        seqs.push({ tokenIds: r.tokenIds, actionMask: r.actionMask });
-        session.dispose();
-        p.report(i + 1);
-      }
-    } finally { session.dispose(); }
+    // Each demonstration gets its own interpreter session (its own variables), rendered a few at a time.
+    let done = 0;
+    const render = async (demo: (typeof demos)[number]) => {
+      const session = this.tools.session();
+      try { return await renderDemo(demo, this.template, this.d.engine.tokenizer, session); } finally { session.dispose(); }
+    };
+    for (let i = 0; i < demos.length; i += 16) {
+      this.checkAbort();
+      const rendered = await Promise.all(demos.slice(i, i + 16).map(render));
+      for (const r of rendered) seqs.push({ tokenIds: r.tokenIds, actionMask: r.actionMask });
+      p.report((done += rendered.length));
+    }
     p.end();
     const t = this.progress('sft', 0, sft.steps, 'supervised fine-tuning');
     await this.d.engine.trainSft(model, seqs, {
