@@ -104,7 +104,9 @@ export class DaemonClient {
       return;
     }
     this.ws = ws;
+    let refused = false;
     ws.on('unexpected-response', (_req, res) => {
+      refused = true;
       this.lastError = res.statusCode === 401 || res.statusCode === 403
         ? `the daemon at ${this.opts.url} refused the token (HTTP ${res.statusCode}): check mathagent.tokenFile or run "MathAgent: Connect to Daemon" to enter it`
         : `the daemon at ${this.opts.url} answered HTTP ${res.statusCode} instead of a WebSocket upgrade`;
@@ -113,7 +115,7 @@ export class DaemonClient {
     });
     ws.on('error', (err) => {
       const code = (err as NodeJS.ErrnoException).code;
-      if (!this.lastError || this.state !== 'connected') {
+      if (!refused && this.state !== 'connected') {
         this.lastError = code === 'ECONNREFUSED'
           ? `no daemon answers at ${this.opts.url} (start one with "MathAgent: Start Local Daemon" or \`mathagent daemon\`)`
           : `connection to ${this.opts.url} failed: ${err.message}`;
