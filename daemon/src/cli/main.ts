@@ -11,6 +11,8 @@ import * as exportCmd from './export';
 import * as evalCmd from './eval';
 import * as benchCmd from './bench';
 import * as gradeCmd from './grade';
+import * as doctorCmd from './doctor';
+import * as serveCmd from './serve';
 
 const program = new Command();
 program
@@ -28,6 +30,8 @@ const modules: Array<{ register(p: Command): void }> = [
   evalCmd,
   benchCmd,
   gradeCmd,
+  doctorCmd,
+  serveCmd,
 ];
 for (const m of modules) m.register(program);
 
