@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { hostTensor, hostView } from './hostOps';
 
 const onWasm = () => tf.getBackend() === 'wasm';
+const isHost = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
 
 /** One-hot rows as float32. (The wasm OneHot kernel writes integer bits when asked for float32: cast instead.) */
 export function oneHotF32(ids: tf.Tensor1D, depth: number): tf.Tensor2D {
@@ -23,17 +24,60 @@ export function matMul2d(a: tf.Tensor2D, b: tf.Tensor2D, transposeA = false, tra
   return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b) as tf.Tensor2D);
 }
 
-/** Column sums of a 2-D tensor as a [n] vector: ones·dy is a plain matMul, which beats `sum(axis 0)` on wasm 5x. */
+/**
+ * Column sums of a 2-D tensor as a [n] vector (the bias gradient). On CPU-memory backends a plain loop:
+ * wasm's `sum(axis 0)` transposes first, and ones·dy makes XNNPACK pack all of dy for a 1-row product.
+ */
 function columnSum(dy: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]]), dy), [dy.shape[1]]) as tf.Tensor1D);
+  if (!isHost()) return tf.sum(dy, 0);
+  const [N, W] = dy.shape;
+  return hostTensor<tf.Rank.R1>([W], (dst) => {
+    const src = hostView(dy);
+    for (let r = 0; r < N; r++) {
+      const o = r * W;
+      for (let c = 0; c < W; c++) dst[c]! += src[o + c]!;
+    }
+  });
 }
 
-/** dW = xᵀ·dy for x [N, in], dy [N, out], transposing whichever of x or dy is smaller. */
+/** Rows [r0, r0+n) of a [N, W] host matrix as a tensor, transposed to [W, n] when `transpose`. */
+function rowBlock(x: tf.Tensor2D, r0: number, n: number, transpose: boolean): tf.Tensor2D {
+  const W = x.shape[1];
+  return hostTensor<tf.Rank.R2>(transpose ? [W, n] : [n, W], (dst) => {
+    const src = hostView(x);
+    if (!transpose) {
+      dst.set(src.subarray(r0 * W, (r0 + n) * W));
+      return;
+    }
+    for (let r = 0; r < n; r++) {
+      const s = (r0 + r) * W;
+      for (let c = 0; c < W; c++) dst[c * n + r] = src[s + c]!;
+    }
+  });
+}
+
+/** Rows per block of the weight gradient: XNNPACK does not block the inner dimension, so K = N thrashes L1. */
+const GRAD_BLOCK = 512;
+
+/**
+ * dW = xᵀ·dy for x [N, in], dy [N, out]. On CPU-memory backends the sum over the N rows is split into
+ * blocks of GRAD_BLOCK rows (measured ~2x faster than one matMul with K = N = 4096), and each block's
+ * transpose is made by the copy that cuts it out; the narrower of x and dy is the one transposed.
+ */
 function weightGrad(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
-  if (!onWasm()) return tf.matMul(x, dy, true, false);
+  if (!isHost()) return tf.matMul(x, dy, true, false);
+  const N = x.shape[0];
+  const transposeX = x.shape[1] <= dy.shape[1];
   return tf.tidy((): tf.Tensor2D => {
-    if (x.shape[1] <= dy.shape[1]) return tf.matMul(tf.transpose(x), dy);
-    return tf.transpose(tf.matMul(tf.transpose(dy), x)) as tf.Tensor2D; // (dyᵀ·x)ᵀ: the big transpose is of the narrower dy
+    const parts: tf.Tensor2D[] = [];
+    for (let r0 = 0; r0 < N; r0 += GRAD_BLOCK) {
+      const n = Math.min(GRAD_BLOCK, N - r0);
+      parts.push(transposeX
+        ? tf.matMul(rowBlock(x, r0, n, true), rowBlock(dy, r0, n, false))
+        : tf.matMul(rowBlock(dy, r0, n, true), rowBlock(x, r0, n, false)));
+    }
+    const sum = parts.length === 1 ? parts[0]! : (tf.addN(parts) as tf.Tensor2D);
+    return transposeX ? sum : (tf.transpose(sum) as tf.Tensor2D); // (dyᵀ·x)ᵀ: a small [out, in] transpose
   });
 }
 
@@ -94,8 +138,16 @@ export function embed(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   const [V, C] = wte.shape;
   const f = tf.customGrad((w, save) => {
     (save as tf.GradSaveFunc)([ids]); // the caller's ids may be disposed before the backward pass runs
+    // wasm's gather takes ~50 ms for 4096 rows of 128; a row copy loop takes well under 1 ms.
+    const value = isHost()
+      ? hostTensor<tf.Rank.R2>([ids.shape[0], C], (dst) => {
+        const idv = ids.dataSync();
+        const src = hostView(w as tf.Tensor);
+        for (let n = 0; n < idv.length; n++) dst.set(src.subarray(idv[n]! * C, (idv[n]! + 1) * C), n * C);
+      })
+      : tf.gather(w as tf.Tensor2D, ids);
     return {
-      value: tf.gather(w as tf.Tensor2D, ids),
+      value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const d = dy as tf.Tensor2D;
         const ids = saved[0] as tf.Tensor1D;
@@ -118,8 +170,8 @@ export function embed(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   return f(wte) as tf.Tensor2D;
 }
 
-/** Layer norm over the last axis (composite ops; tfjs's autodiff of these is adequate). */
-export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
+/** Layer norm over the last axis from tfjs ops and autodiff: the reference, and the path on GPUs. */
+export function layerNormRef(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
   return tf.tidy(() => {
     const mean = tf.mean(x, -1, true);
     const xc = tf.sub(x, mean);
@@ -129,11 +181,98 @@ export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: n
 }
 
 /**
+ * Layer norm over the last axis. On CPU-memory backends one loop per pass over the rows (forward: normalise;
+ * backward: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), dg = Σ dy·x̂, db = Σ dy) instead of ~25 small tfjs ops.
+ */
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (!isHost()) return layerNormRef(x, g, b, eps);
+  const [N, C] = x.shape;
+  const f = tf.customGrad((xi, gi, bi, save) => {
+    const rstd = new Float32Array(N);
+    const xhat = hostTensor<tf.Rank.R2>([N, C], (dst) => {
+      const src = hostView(xi as tf.Tensor);
+      for (let r = 0; r < N; r++) {
+        const o = r * C;
+        let mean = 0;
+        for (let c = 0; c < C; c++) mean += src[o + c]!;
+        mean /= C;
+        let v = 0;
+        for (let c = 0; c < C; c++) {
+          const d = src[o + c]! - mean;
+          v += d * d;
+        }
+        const rs = 1 / Math.sqrt(v / C + eps);
+        rstd[r] = rs;
+        for (let c = 0; c < C; c++) dst[o + c] = (src[o + c]! - mean) * rs;
+      }
+    });
+    const value = tf.tidy(() => tf.add(tf.mul(xhat, gi as tf.Tensor1D), bi as tf.Tensor1D));
+    (save as tf.GradSaveFunc)([xhat, gi as tf.Tensor1D]);
+    xhat.dispose();
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xh, gs] = saved as [tf.Tensor2D, tf.Tensor1D];
+        const dg = new Float32Array(C);
+        const db = new Float32Array(C);
+        const dx = hostTensor<tf.Rank.R2>([N, C], (dst) => {
+          const d = hostView(dy);
+          const xv = hostView(xh);
+          const gv = hostView(gs);
+          for (let r = 0; r < N; r++) {
+            const o = r * C;
+            let m1 = 0, m2 = 0;
+            for (let c = 0; c < C; c++) {
+              const dyv = d[o + c]!, xv1 = xv[o + c]!;
+              const dxh = dyv * gv[c]!;
+              m1 += dxh;
+              m2 += dxh * xv1;
+              dg[c]! += dyv * xv1;
+              db[c]! += dyv;
+            }
+            m1 /= C;
+            m2 /= C;
+            const rs = rstd[r]!;
+            for (let c = 0; c < C; c++) dst[o + c] = rs * (d[o + c]! * gv[c]! - m1 - xv[o + c]! * m2);
+          }
+        });
+        return [dx, tf.tensor1d(dg), tf.tensor1d(db)];
+      },
+    };
+  });
+  return f(x, g, b) as tf.Tensor2D;
+}
+
+/** GELU, sigmoid form x·σ(1.702x), from tfjs ops (reference, GPUs). */
+export function geluRef(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
+}
+
+/**
  * GELU, sigmoid form x·σ(1.702x) (tfjs has no gelu op; the tanh form's `tanh` is ~20x slower than `sigmoid`
- * on wasm). Within 0.02 of the exact GELU everywhere.
+ * on wasm). Within 0.02 of the exact GELU everywhere. On CPU-memory backends the backward is one loop:
+ * d/dx = s·(1 + 1.702·x·(1 − s)), s = σ(1.702x) saved from the forward (tfjs's autodiff of `mul` adds casts
+ * that copy the whole tensor on wasm).
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
+  if (!isHost()) return geluRef(x);
+  const f = tf.customGrad((xi, save) => {
+    const s = tf.tidy(() => tf.sigmoid(tf.mul(xi as tf.Tensor, 1.702)));
+    const value = tf.mul(xi as tf.Tensor, s);
+    (save as tf.GradSaveFunc)([xi as tf.Tensor, s]);
+    s.dispose();
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => hostTensor(dy.shape, (dst) => {
+        const d = hostView(dy), xv = hostView(saved[0]!), sv = hostView(saved[1]!);
+        for (let i = 0; i < dst.length; i++) {
+          const sg = sv[i]!;
+          dst[i] = d[i]! * sg * (1 + 1.702 * xv[i]! * (1 - sg));
+        }
+      }),
+    };
+  });
+  return f(x);
 }
 
 /** Additive causal mask [T, T]: 0 on and below the diagonal, -1e9 above. */
@@ -197,10 +336,12 @@ function mergeHeadsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col:
 
 /**
  * Causal self-attention for CPU-memory backends (wasm, cpu): per (sequence, head) plain 2-D matMuls, with a
- * hand-written backward in which every matMul is again plain 2-D:
- *   S = (sQ)·Kᵀ, P = softmax(S + mask), O = P·V
- *   dP = dO·Vᵀ, dVᵀ = dOᵀ·P, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = s·dS·K, dKᵀ = (sQ)ᵀ·dS
- * Only [T, hd]-sized matrices are ever transposed (by the split/merge copies), never [T, T] ones.
+ * hand-written backward in which every matMul has M = T rows and a small [T, hd] or [hd, T] right operand.
+ * (XNNPACK re-packs the right operand on every call: a [T, T] right operand with only hd rows on the left
+ * would spend as long packing as multiplying.) With s = 1/√hd:
+ *   S = (sQ)·Kᵀ, P = softmax(S + mask), O = P·V;          saved: Pᵀ, qkv, O
+ *   dV = Pᵀ·dO, dPᵀ = V·dOᵀ, r = rowsum(dO ⊙ O) (= rowsum(dP ⊙ P)), dSᵀ = Pᵀ ⊙ (dPᵀ − r),
+ *   dK = dSᵀ·(sQ), dQ = s·(dSᵀ)ᵀ·K.
  */
 export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: number, bias: tf.Tensor2D): tf.Tensor2D {
   const C = qkv.shape[1] / 3;
@@ -209,47 +350,61 @@ export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: 
   const H = nHead;
   const f = tf.customGrad((input, save) => {
     const x = input as tf.Tensor2D;
-    const probs: tf.Tensor2D[] = [];
+    const probsT: tf.Tensor2D[] = [];
     const value = tf.tidy(() => {
       const q = splitHeads(x, 0, B, T, H, hd, false, scale);
       const kt = splitHeads(x, C, B, T, H, hd, true);
       const v = splitHeads(x, 2 * C, B, T, H, hd, false);
       const outs = q.map((qi, i) => {
         const p = tf.softmax(tf.add(tf.matMul(qi, kt[i]!), bias)) as tf.Tensor2D;
-        probs.push(tf.keep(p));
+        probsT.push(tf.keep(tf.transpose(p)));
         return tf.matMul(p, v[i]!) as tf.Tensor2D;
       });
       return hostTensor<tf.Rank.R2>([B * T, C], (dst) => mergeHeadsInto(dst, C, outs, 0, B, T, H, hd, false));
     });
-    (save as tf.GradSaveFunc)([x, ...probs]);
+    (save as tf.GradSaveFunc)([x, value, ...probsT]);
     // save() keeps clones (shared memory); drop our references so the probabilities die with the tape.
-    for (const p of probs) p.dispose();
+    for (const p of probsT) p.dispose();
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, ...p] = saved as tf.Tensor2D[];
+        const [sx, out, ...pT] = saved as tf.Tensor2D[];
         const d = dy as tf.Tensor2D;
         return tf.tidy(() => {
           const dO = splitHeads(d, 0, B, T, H, hd, false);
           const dOt = splitHeads(d, 0, B, T, H, hd, true);
-          const qt = splitHeads(sx!, 0, B, T, H, hd, true, scale);
+          const qs = splitHeads(sx!, 0, B, T, H, hd, false, scale);
           const k = splitHeads(sx!, C, B, T, H, hd, false);
-          const vt = splitHeads(sx!, 2 * C, B, T, H, hd, true);
+          const v = splitHeads(sx!, 2 * C, B, T, H, hd, false);
+          // r[b, h, t] = dO·O for each query row: the softmax backward's row sums, without forming dP ⊙ P.
+          const r: tf.Tensor2D[] = [];
+          for (let b = 0; b < B; b++) {
+            for (let h = 0; h < H; h++) {
+              r.push(hostTensor<tf.Rank.R2>([1, T], (dst) => {
+                const dv = hostView(d), ov = hostView(out!);
+                for (let t = 0; t < T; t++) {
+                  const o = (b * T + t) * C + h * hd;
+                  let acc = 0;
+                  for (let j = 0; j < hd; j++) acc += dv[o + j]! * ov[o + j]!;
+                  dst[t] = acc;
+                }
+              }));
+            }
+          }
           const dQ: tf.Tensor2D[] = [];
-          const dKt: tf.Tensor2D[] = [];
-          const dVt: tf.Tensor2D[] = [];
+          const dK: tf.Tensor2D[] = [];
+          const dV: tf.Tensor2D[] = [];
           for (let i = 0; i < B * H; i++) {
-            const pi = p[i]!;
-            const dP = tf.matMul(dO[i]!, vt[i]!);
-            dVt.push(tf.matMul(dOt[i]!, pi));
-            const dS = tf.mul(pi, tf.sub(dP, tf.sum(tf.mul(dP, pi), -1, true))) as tf.Tensor2D;
-            dQ.push(tf.matMul(dS, k[i]!));
-            dKt.push(tf.matMul(qt[i]!, dS));
+            const pt = pT[i]!;
+            dV.push(tf.matMul(pt, dO[i]!));
+            const dSt = tf.mul(pt, tf.sub(tf.matMul(v[i]!, dOt[i]!), r[i]!)) as tf.Tensor2D;
+            dK.push(tf.matMul(dSt, qs[i]!));
+            dQ.push(tf.matMul(tf.transpose(dSt), k[i]!));
           }
           return hostTensor<tf.Rank.R2>([B * T, 3 * C], (dst) => {
             mergeHeadsInto(dst, 3 * C, dQ, 0, B, T, H, hd, false, scale);
-            mergeHeadsInto(dst, 3 * C, dKt, C, B, T, H, hd, true);
-            mergeHeadsInto(dst, 3 * C, dVt, 2 * C, B, T, H, hd, true);
+            mergeHeadsInto(dst, 3 * C, dK, C, B, T, H, hd, false);
+            mergeHeadsInto(dst, 3 * C, dV, 2 * C, B, T, H, hd, false);
           });
         });
       },

@@ -22,6 +22,8 @@ export interface LocalPolicyOptions {
 export interface GenerateOptions {
   /** Re-run the whole sequence for every token (the reference path; slow). */
   noCache?: boolean;
+  /** Called for every sampled token as it is sampled (index into the request list): streaming servers. */
+  onToken?: (requestIndex: number, id: number, logprob: number) => void;
 }
 
 /** Index of the sampled token and its untempered log-probability. */
@@ -119,7 +121,8 @@ export class LocalPolicy implements Policy {
     });
     for (let s = 0; s < todo.length; s += this.maxBatch) {
       const idx = todo.slice(s, s + this.maxBatch);
-      const out = await this.generateBatch(idx.map((i) => requests[i]!), opts);
+      const onToken = opts.onToken;
+      const out = await this.generateBatch(idx.map((i) => requests[i]!), { ...opts, onToken: onToken && ((b, id, lp) => onToken(idx[b]!, id, lp)) });
       idx.forEach((i, k) => (results[i] = out[k]!));
     }
     return results;
@@ -158,6 +161,7 @@ export class LocalPolicy implements Policy {
           const { id, logprob } = sampleToken(logits, b * V, V, r.temperature, r.topP, rngs[b]!, scratch);
           ids[b]!.push(id);
           lps[b]!.push(logprob);
+          opts.onToken?.(b, id, logprob);
           tokens[b] = id;
           const before = streams[b]!.value.length;
           streams[b]!.push(id);
