@@ -33,7 +33,10 @@ export interface Engine {
   /** The tfjs backend in use (webgpu, tensorflow, wasm, cpu). */
   readonly backend: string;
   readonly tokenizer: Tokenizer;
-  newModel(preset: 'tiny' | 'small' | 'base', seed: number): ModelHandle;
+  /** A fresh model; `minContext` raises the preset's context length so whole trajectories fit. */
+  newModel(preset: 'tiny' | 'small' | 'base', seed: number, minContext?: number): ModelHandle;
+  /** The model's context length (tokens). */
+  contextLength(model: ModelHandle): number;
   load(path: string): Promise<ModelHandle>;
   save(model: ModelHandle, path: string, meta: Record<string, unknown>): Promise<void>;
   policy(model: ModelHandle, name: string): Policy;

@@ -122,7 +122,12 @@ class Execution {
     const { engine } = this.d;
     // SFT stage (iteration 0).
     if (!this.st.policyCheckpoint) {
-      const model = this.cfg.model.init ? await engine.load(this.cfg.model.init) : engine.newModel(this.cfg.model.preset, this.cfg.seed);
+      const model = this.cfg.model.init ? await engine.load(this.cfg.model.init) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
+      const context = engine.contextLength(model);
+      if (context < this.cfg.limits.maxTrajectoryTokens) {
+        model.dispose();
+        throw new Error(`limits.maxTrajectoryTokens (${this.cfg.limits.maxTrajectoryTokens}) exceeds the model's context length (${context}) of ${this.cfg.model.init}; lower limits.maxTrajectoryTokens`);
+      }
       if (this.cfg.sft.enabled && !this.cfg.model.init) await this.sft(model);
       const path = join(this.d.runDir, 'iter-0');
       await engine.save(model, path, { runId: this.runId, iteration: 0 });

@@ -30,8 +30,12 @@ export async function createTfEngine(opts: { backend: BackendName; log?: (line: 
   return {
     backend: choice.name,
     tokenizer,
-    newModel(preset, seed) {
-      return new TfModel(new GPT(presetConfig(preset, tokenizer.vocabSize), seed));
+    newModel(preset, seed, minContext = 0) {
+      const config = presetConfig(preset, tokenizer.vocabSize);
+      return new TfModel(new GPT({ ...config, blockSize: Math.max(config.blockSize, minContext) }, seed));
+    },
+    contextLength(model) {
+      return unwrap(model).config.blockSize;
     },
     async load(path) {
       const ck = await loadCheckpoint(path);
