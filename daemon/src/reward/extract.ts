@@ -11,6 +11,8 @@
  * Never throws; returns null when nothing answer-like is found.
  */
 
+import { stripDelimiters } from './normalize';
+
 /** Texts longer than this are cut to their tail: answers sit at the end, and scanning stays bounded. */
 export const MAX_TEXT_CHARS = 200_000;
 /** A box that never closes yields at most this much of the rest of the text. */
@@ -25,7 +27,7 @@ export function extractAnswer(text: string): string | null {
     const s = text.length > MAX_TEXT_CHARS ? text.slice(text.length - MAX_TEXT_CHARS) : text;
     const out = extractInner(s);
     if (out === null) return null;
-    const t = out.trim();
+    const t = stripDelimiters(out);
     return t.length ? t : null;
   } catch {
     return null;
@@ -85,7 +87,7 @@ export function findBoxes(s: string): Span[] {
       // `\boxed 5`: the box holds the next token.
       const tok = /^[^\s$]+/.exec(s.slice(i, i + 200));
       if (tok && i > m.index + m[0].length) {
-        out.push({ start: m.index, end: i + tok[0].length, content: tok[0] });
+        out.push({ start: m.index, end: i + tok[0].length, content: tok[0].replace(/[.,;]+$/, '') });
         re.lastIndex = i + tok[0].length;
       }
     }
@@ -220,7 +222,9 @@ function hasInnerMathDelimiters(s: string): boolean {
 /** A short answer that is not a sentence: `\frac{1}{2}`, `$9$`, `1,000.99`, `10 units`, `odd`. */
 export function isBareAnswer(s: string): boolean {
   const t = s.trim();
-  if (!t || t.length > 300) return false;
+  if (!t) return false;
+  // A long string is a sentence unless it has no words at all (a long formula stays a formula).
+  if (t.length > 300) return t.length <= 200_000 && !/\s[A-Za-z]{2,}/.test(t) && wordCount(t.slice(0, 5000)) === 0;
   if (t.includes('\n') && wordCount(t) > 0) return false;
   if (hasInnerMathDelimiters(t)) return false;
   return wordCount(t) <= 2;

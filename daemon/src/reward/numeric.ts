@@ -203,16 +203,29 @@ export function constantValue(expr: string): number | null {
 }
 
 /**
- * simplify(a - b) == 0, only on small inputs without factorials, big literals or big exponents: mathjs
- * simplify does exact constant folding and would otherwise spend unbounded time on `10^10^10`.
+ * simplify(a - b) == 0, only on small inputs whose constant exponents are small and that have no
+ * factorials or big literals: mathjs simplify folds constants exactly and would otherwise spend unbounded
+ * time on `9^{9^9}`.
  */
 function symbolicZero(diff: string): boolean | null {
   if (diff.length > 160 || /!|combinations|\d{7,}/.test(diff)) return null;
-  const exps = diff.match(/\^\s*\(?\s*-?\(?(\d+(?:\.\d+)?)/g) ?? [];
-  for (const e of exps) if (Number(e.replace(/[^\d.]/g, '')) > 64) return null;
   try {
-    const r = math.simplify(diff).toString();
-    return r === '0' ? true : null;
+    const node = math.parse(diff);
+    let safe = true;
+    node.traverse((n: MathNode) => {
+      if (!safe || n.type !== 'OperatorNode') return;
+      const op = n as unknown as { op: string; args: MathNode[] };
+      if (op.op !== '^') return;
+      const exp = op.args[1];
+      const vars = exp.filter((x: MathNode) => x.type === 'SymbolNode' && !CONSTANTS.has((x as unknown as { name: string }).name));
+      if (vars.length) { safe = false; return; }
+      const v = exp.compile().evaluate();
+      if (typeof v !== 'number' || !Number.isFinite(v) || Math.abs(v) > 64) safe = false;
+      // A power inside an exponent is refused outright (towers).
+      if (exp.filter((x: MathNode) => x.type === 'OperatorNode' && (x as unknown as { op: string }).op === '^').length) safe = false;
+    });
+    if (!safe) return null;
+    return math.simplify(node).toString() === '0' ? true : null;
   } catch {
     return null;
   }
