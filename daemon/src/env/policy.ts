@@ -44,6 +44,12 @@ export interface Policy {
   readonly tokenizer: Tokenizer;
   /** Generate continuations for a batch of histories at once (a KV-cache batch for local models). */
   generate(requests: GenerateRequest[]): Promise<GenerateResult[]>;
+  /**
+   * Generate one request on its own (remote policies): the rollout then dispatches each trajectory's turn as
+   * soon as it is ready instead of waiting for a whole batch, which keeps a pool of servers busy while other
+   * trajectories are in tool calls.
+   */
+  generateOne?(request: GenerateRequest): Promise<GenerateResult>;
   /** Release resources (tensors, connections). */
   dispose?(): void;
 }

@@ -95,6 +95,8 @@ export async function rollout(
   const waiting: State[] = [];
   let next = 0;
   let fatal: Error | null = null;
+  /** Set once rollout() returns or throws: late answers of in-flight turns are dropped. */
+  let settled = false;
   let wake: (() => void) | null = null;
   const signalWake = () => { const w = wake; wake = null; w?.(); };
   const onAbort = () => signalWake();
@@ -253,6 +255,20 @@ export async function rollout(
         topP: opts.topP,
         seed: requestSeed(opts.seed, st.item, st.turns.length),
       }));
+      if (policy.generateOne) {
+        // Each turn on its own: a slow turn never holds back the others, and generation overlaps tool calls.
+        batch.forEach((st, i) => {
+          const req = reqs[i]!;
+          void policy.generateOne!(req).then(
+            (res) => { if (!settled) handleResult(st, req, res); },
+            (e: unknown) => {
+              const msg = e instanceof Error ? e.message : String(e);
+              fatal ??= new Error(`rollout: policy "${policy.name}" failed to generate a turn: ${msg}`, { cause: e });
+            },
+          ).catch((e: unknown) => { fatal ??= e instanceof Error ? e : new Error(String(e)); }).finally(signalWake);
+        });
+        continue;
+      }
       let out: GenerateResult[];
       try {
         out = await policy.generate(reqs);
@@ -268,6 +284,7 @@ export async function rollout(
     if (fatal) throw fatal;
     return results;
   } finally {
+    settled = true;
     opts.signal?.removeEventListener('abort', onAbort);
     for (const st of active) st.session.dispose();
   }

@@ -127,7 +127,7 @@ export class OpenAIPolicy implements Policy {
     let finishReason: GenerateResult['finishReason'];
     if (choice.finish_reason === 'length') finishReason = 'length';
     else if (choice.finish_reason === 'stop' || choice.finish_reason === 'eos') {
-      const stop = endingStop(text, r.stop);
+      const stop = endingStop(text, [...r.stop, this.o.template.eos]);
       if (stop !== null) finishReason = stop === this.o.template.eos ? 'eos' : 'stop';
       else if (typeof choice.stop_reason === 'string' && r.stop.includes(choice.stop_reason)) {
         // The server stripped the stop string: it was sampled, so it is part of the action.
