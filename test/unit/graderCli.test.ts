@@ -66,7 +66,7 @@ test('grade reads JSON lines, adds "equal", keeps other fields, reports malforme
   assert.equal(out[5].equal, true);
   assert.equal(out[6].equal, false);
   assert.match(String(out[7].error), /"pred" must be a string or a number, got null/);
-  assert.match(r.stderr, /3 malformed line/);
+  assert.match(r.stderr, /4 malformed line/);
 });
 
 test('grade exits 0 when every line is well formed', () => {
