@@ -47,7 +47,8 @@ export function renderTurn(v: TrajectoryView, t: Turn, o: RenderOptions): HTMLEl
   const reasoning = reasoningWithoutCode(t.action.text, t.toolCall?.code ?? null);
   if (reasoning) card.append(h('div', { class: 'text reasoning' }, reasoning));
   if (t.toolCall) {
-    card.append(h('div', { class: 'output-head' }, `tool call (${t.toolCall.lang})`), codeBlock(t.toolCall.code, t.toolCall.lang));
+    card.append(h('div', { class: 'output-head' }, t.toolCall.lang ? `tool call (${t.toolCall.lang})` : 'tool call (no language tag)'),
+      t.toolCall.code.trim() ? codeBlock(t.toolCall.code, t.toolCall.lang) : h('pre', { class: 'code muted' }, '(empty code block)'));
   }
   if (t.observation) {
     const ob = t.observation;
@@ -132,7 +133,7 @@ export function renderAnnotation(v: TrajectoryView): HTMLElement | null {
   if (!a) return null;
   return h('div', { class: 'box annotation', 'data-testid': 'annotation' },
     h('div', { class: 'label' }, `annotation${a.turn !== null ? ` · turn ${a.turn + 1}` : ''}${a.author ? ` · ${a.author}` : ''}`),
-    h('div', {}, h('strong', {}, `🏷 ${ANNOTATION_LABELS[a.label] ?? a.label}`), a.rewardOverride !== null ? ` · reward override ${a.rewardOverride}` : ''),
+    h('div', {}, h('strong', {}, `${ANNOTATION_LABELS[a.label] ?? a.label}`), a.rewardOverride !== null ? ` · reward override ${a.rewardOverride}` : ''),
     a.note ? h('div', { class: 'text' }, a.note) : null);
 }
 

@@ -76,9 +76,9 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
 
     // Start a smoke run: palette → preset → algorithm → dataset.
     await runCommand(p, 'MathAgent: Start Run');
-    await pick(p, 'smoke', 'smoke');
-    await pick(p, null); // algorithm: as the preset says
-    await pick(p, null); // dataset: as the preset says
+    await pick(p, 'Start Run (1/3)', 'smoke', 'smoke');
+    await pick(p, 'Start Run (2/3)', null); // algorithm: as the preset says
+    await pick(p, 'Start Run (3/3)', null); // dataset: as the preset says
     const runs = await waitFor(async () => (await api!.request('run/list', {})).runs, (r) => r.length === 1, 30_000, 'run/list shows the run');
     const runId = runs[0]!.id;
     mark(`run ${runId} started from the palette`);
@@ -120,9 +120,9 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     // Annotate from the panel: key `a` → quick pick of the taxonomy → note.
     await wv.locator('h1').click();
     await p.keyboard.press('a');
-    await pick(p, 'Reasoning error', 'Reasoning');
+    await pick(p, 'Annotate failure', 'Reasoning error', 'Reasoning');
+    await p.locator('.quick-input-widget .quick-input-title', { hasText: 'Note for' }).waitFor({ state: 'visible', timeout: 10_000 });
     const note = p.locator('.quick-input-widget input.input');
-    await note.waitFor({ state: 'visible' });
     await note.fill('e2e: wrong plan at turn 2');
     await p.keyboard.press('Enter');
     const ann = await waitFor(async () => (await api!.request('annotation/list', { runId })).annotations, (a) => a.length === 1, 20_000, 'the annotation stored by the daemon');
@@ -142,7 +142,7 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     mark('run finished');
 
     await runCommand(p, 'MathAgent: Show Metrics');
-    await webview(p).locator('.chart svg path.line').first().waitFor({ timeout: 30_000 });
+    await webview(p).locator('.chart svg').first().waitFor({ timeout: 30_000 }); // (a flat line has an empty box: Playwright calls it hidden)
     await screenshot(p, 'metrics', 'light');
 
     const lastIt = final.iterations[final.iterations.length - 1]!.iteration;
@@ -150,15 +150,15 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     if (pairs.length) {
       const it = pairs[pairs.length - 1]!.iteration;
       await runCommand(p, 'MathAgent: Compare Pair');
-      await pick(p, `Iteration ${it}`, `Iteration ${it}`);
+      await pick(p, 'Pairs of which iteration', `Iteration ${it}`, `Iteration ${it}`);
       await webview(p).locator('[data-testid="divergence"]').waitFor({ timeout: 30_000 });
       await screenshot(p, 'pair', 'light');
     } else t.diagnostic('no pairs in this smoke run: pair panel not captured');
 
     await runCommand(p, 'MathAgent: Compare Iterations');
-    await pick(p, `Iteration ${lastIt}`, `Iteration ${lastIt}`);
-    await pick(p, 'earlier iteration');
-    await pick(p, null);
+    await pick(p, 'the later iteration (b)', `Iteration ${lastIt}`, `Iteration ${lastIt}`);
+    await pick(p, 'Compare it with', 'earlier iteration');
+    await pick(p, 'the earlier iteration (a)', null);
     await webview(p).locator('.badge.correct', { hasText: 'fixed' }).waitFor({ timeout: 30_000 });
     await screenshot(p, 'compare', 'light');
 

@@ -127,9 +127,13 @@ export async function runCommand(page: Page, title: string, opts: { attempts?: n
   throw new Error(`command "${title}" never appeared in the palette`);
 }
 
-/** In an open quick pick: type to filter (optional), wait for a row containing `text`, pick it. */
-export async function pick(page: Page, text: string | null, filter?: string): Promise<void> {
+/**
+ * In the quick pick titled `title` (waited for, so a previous pick's rows are never taken for this one's): type
+ * to filter (optional), wait for a row containing `text` and pick it, or take the first row when `text` is null.
+ */
+export async function pick(page: Page, title: string, text: string | null, filter?: string): Promise<void> {
   const input = page.locator('.quick-input-widget input.input');
+  await page.locator('.quick-input-widget .quick-input-title', { hasText: title }).waitFor({ state: 'visible', timeout: 30_000 });
   await input.waitFor({ state: 'visible', timeout: 30_000 });
   if (filter !== undefined) await input.fill(filter);
   if (text !== null) {

@@ -59,7 +59,7 @@ test('live events: started → turns → finished, counters, unknown runs, annot
   assert.equal(m.iteration('r1', 1)!.trajectories, 1);
   assert.deepEqual(m.apply(started(5, 'q', 'r9')), { refresh: false, unknownRun: 'r9' });
   assert.equal(m.apply({ type: 'annotation/changed', seq: 6, runId: 'r1', time: 't', annotation: { trajectoryId: 'b', label: 'reasoning_error', note: '', turn: 1, rewardOverride: null, author: '', updatedAt: '' } }).refresh, true);
-  assert.equal(describeRow(m.row('b')!), '✗ wrong · r=0 · 2 turns · 🏷 reasoning_error');
+  assert.equal(describeRow(m.row('b')!), '✗ wrong · r=0 · 2 turns · [reasoning_error]');
   const st = m.apply(status(7, { stage: 'train', iteration: 2 }));
   assert.equal(st.refetchRun, 'r1');
   assert.deepEqual(m.children({ kind: 'run', runId: 'r1' }).map(nodeKey), ['iter:r1:1', 'iter:r1:2']);

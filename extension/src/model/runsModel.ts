@@ -302,9 +302,15 @@ export const OUTCOME_ICON: Record<OutcomeLabel, { icon: string; color: string; s
   correct: { icon: 'pass', color: 'testing.iconPassed', symbol: '✓' },
   wrong: { icon: 'error', color: 'testing.iconFailed', symbol: '✗' },
   tool_error: { icon: 'warning', color: 'list.warningForeground', symbol: '⚠' },
-  truncated: { icon: 'fold', color: 'descriptionForeground', symbol: '✂' },
+  truncated: { icon: 'ellipsis', color: 'descriptionForeground', symbol: '✂' },
   no_answer: { icon: 'circle-slash', color: 'descriptionForeground', symbol: '∅' },
 };
+
+/** A prompt id short enough for the tree (`synthetic/eval/L1/s42-7` → `L1/s42-7`); the full id is in the tooltip. */
+export function shortPromptId(promptId: string): string {
+  const parts = promptId.split('/');
+  return parts.length > 2 ? parts.slice(-2).join('/') : promptId;
+}
 
 /** The tree row's description: symbol, reward, turns, annotation. */
 export function describeRow(r: TrajectoryRow): string {
@@ -313,6 +319,6 @@ export function describeRow(r: TrajectoryRow): string {
   else {
     parts.push(`${OUTCOME_ICON[r.outcome].symbol} ${r.outcome}`, `r=${r.reward}`, `${r.turns} turn${r.turns === 1 ? '' : 's'}`);
   }
-  if (r.annotation) parts.push(`🏷 ${r.annotation}`);
+  if (r.annotation) parts.push(`[${r.annotation}]`);
   return parts.join(' · ');
 }

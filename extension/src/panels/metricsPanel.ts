@@ -41,8 +41,13 @@ export class MetricsPanel extends BasePanel {
 
   private async load(): Promise<void> {
     try {
-      const r = await this.ctx.conn.request('metrics/get', { runId: this.runId });
-      this.points = mergePoints(r.points, this.pending);
+      const [r, run] = await Promise.all([this.ctx.conn.request('metrics/get', { runId: this.runId }), this.ctx.conn.request('run/get', { runId: this.runId })]);
+      // pass@1 per iteration lives in the iteration summaries; live `eval/result` events add to it.
+      const evals: MetricPoint[] = run.iterations.flatMap((it) => [
+        ...(it.pass1 !== null ? [{ runId: this.runId, iteration: it.iteration, step: 0, name: 'eval/pass1', value: it.pass1 }] : []),
+        ...(it.passK !== null ? [{ runId: this.runId, iteration: it.iteration, step: 0, name: 'eval/passK', value: it.passK }] : []),
+      ]);
+      this.points = mergePoints(mergePoints(r.points, evals), this.pending);
       this.pending = [];
       this.panel.title = this.title();
       this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: this.points, replace: true });

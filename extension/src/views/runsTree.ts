@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import { OutcomeLabel } from '@mathagent/shared';
 import type { Connection } from '../connection';
-import { NO_FILTERS, OUTCOME_ICON, RunsModel, describeRow, nodeKey, type Filters, type TreeNode } from '../model/runsModel';
+import { NO_FILTERS, OUTCOME_ICON, RunsModel, describeRow, nodeKey, shortPromptId, type Filters, type TreeNode } from '../model/runsModel';
 
 export class RunsTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
   readonly model = new RunsModel();
@@ -126,12 +126,12 @@ export class RunsTree implements vscode.TreeDataProvider<TreeNode>, vscode.Dispo
       }
       case 'trajectory': {
         const r = this.model.row(node.id);
-        const item = new vscode.TreeItem(r ? `${r.promptId}${r.sampleIndex !== null ? ` #${r.sampleIndex}` : ''}` : node.id, C.None);
+        const item = new vscode.TreeItem(r ? `${shortPromptId(r.promptId)}${r.sampleIndex !== null ? ` #${r.sampleIndex}` : ''}` : node.id, C.None);
         if (r) {
           item.description = describeRow(r);
           const icon = r.outcome ? OUTCOME_ICON[r.outcome] : undefined;
           item.iconPath = icon ? new vscode.ThemeIcon(icon.icon, new vscode.ThemeColor(icon.color)) : new vscode.ThemeIcon('loading~spin');
-          item.tooltip = new vscode.MarkdownString().appendText(r.question.slice(0, 600)).appendMarkdown(r.extractedAnswer !== null ? `\n\nanswer: \`${r.extractedAnswer.replace(/`/g, "'")}\`` : '');
+          item.tooltip = new vscode.MarkdownString().appendMarkdown(`\`${r.promptId}\`\n\n`).appendText(r.question.slice(0, 600)).appendMarkdown(r.extractedAnswer !== null ? `\n\nanswer: \`${r.extractedAnswer.replace(/`/g, "'")}\`` : '');
           item.accessibilityInformation = { label: `${r.promptId} sample ${r.sampleIndex ?? ''} ${r.outcome ?? 'sampling'} reward ${r.reward ?? ''}${r.annotation ? ` annotated ${r.annotation}` : ''}` };
         }
         item.contextValue = 'trajectory';
