@@ -11,6 +11,9 @@ import type { DaemonEvent } from '@mathagent/shared';
 import { DaemonClient } from '../../extension/src/daemon/daemonClient';
 import { Backoff } from '../../extension/src/daemon/sequencer';
 import { log as logEvent } from './extensionFixtures';
+import { createProtocolConnection } from 'vscode-languageserver-protocol/node';
+import { DaemonMessageReader, DaemonMessageWriter } from '../../extension/src/lsp/transport';
+import { register } from '../../daemon/src/lsp/index';
 
 const TOKEN = 'x'.repeat(64);
 const INFO = { protocolVersion: 1, version: '0.1.0', backend: 'wasm', backendsAvailable: ['wasm'], presets: ['smoke'], datasets: ['synthetic'], lastSeq: 0 };
@@ -22,16 +25,25 @@ function fakeDaemon(opts: { extra?: string[] } = {}) {
   const events: DaemonEvent[] = [];
   const sockets = new Set<WebSocket>();
   const requests: string[] = [];
+  // Enough of DaemonServer for the language server: notification routing and close hooks.
+  const noteHandlers = new Map<string, (client: never, params: unknown) => void>();
+  const closeHandlers: Array<(client: never) => void> = [];
+  const server = {
+    onNotification: (m: string, h: (c: never, p: unknown) => void) => { noteHandlers.set(m, h); return () => noteHandlers.delete(m); },
+    onClientClose: (fn: (c: never) => void) => { closeHandlers.push(fn); return () => {}; },
+  };
   http.on('upgrade', (req, socket, head) => {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) { socket.end('HTTP/1.1 401 Unauthorized\r\n\r\n'); return; }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);
-      ws.on('close', () => sockets.delete(ws));
+      const conn = { id: sockets.size, remoteAddress: '127.0.0.1', close: () => ws.close(), notify: (method: string, params: unknown) => ws.send(JSON.stringify({ jsonrpc: '2.0', method, params })) };
+      ws.on('close', () => { sockets.delete(ws); for (const fn of closeHandlers) fn(conn as never); });
       const lastSeq = events.length ? events[events.length - 1]!.seq : 0;
       ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'connected', params: { protocolVersion: 1, version: '0.1.0', lastSeq } }));
       for (const f of opts.extra ?? []) ws.send(f);
       ws.on('message', (data) => {
         const m = JSON.parse(String(data));
+        if (m.id === undefined) { noteHandlers.get(m.method)?.(conn as never, m.params); return; }
         requests.push(m.method);
         const reply = (result: unknown) => ws.send(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
         if (m.method === 'daemon/info') reply({ ...INFO, lastSeq });
@@ -45,7 +57,7 @@ function fakeDaemon(opts: { extra?: string[] } = {}) {
   });
   const emit = (ev: DaemonEvent) => { events.push(ev); for (const s of sockets) s.send(JSON.stringify({ jsonrpc: '2.0', method: 'event', params: ev })); };
   return {
-    events, requests, emit, sockets,
+    events, requests, emit, sockets, server,
     listen: () => new Promise<string>((r) => http.listen(0, '127.0.0.1', () => r(`ws://127.0.0.1:${(http.address() as AddressInfo).port}`))),
     close: () => new Promise<void>((r) => { for (const s of sockets) s.terminate(); wss.close(); http.close(() => r()); }),
   };
@@ -130,4 +142,30 @@ test('requests while disconnected fail at once with what to do', async () => {
   const c = new DaemonClient({ url: 'ws://127.0.0.1:9', token: async () => TOKEN });
   await assert.rejects(c.request('run/list', {}), /not connected to the daemon/);
   c.dispose();
+});
+
+test('LSP over the daemon socket: the extension transport talks to the daemon language server', async () => {
+  const d = fakeDaemon();
+  const url = await d.listen();
+  const unregister = register(d.server as never, { name: 'h', datasets: () => ['synthetic'], backends: () => ['wasm'], checkpointExists: () => false });
+  const c = new DaemonClient({ url, token: async () => TOKEN });
+  try {
+    await c.connect();
+    const reader = new DaemonMessageReader(c);
+    const lsp = createProtocolConnection(reader, new DaemonMessageWriter(c));
+    const diags = new Promise<{ diagnostics: Array<{ message: string }> }>((resolve) => lsp.onNotification('textDocument/publishDiagnostics', resolve as never));
+    lsp.listen();
+    const init = await lsp.sendRequest('initialize', { processId: process.pid, rootUri: null, capabilities: {} }) as { capabilities: { codeLensProvider?: unknown } };
+    assert.ok(init.capabilities.codeLensProvider);
+    await lsp.sendNotification('initialized', {});
+    await lsp.sendNotification('textDocument/didOpen', { textDocument: { uri: 'file:///a.mathagent.json', languageId: 'mathagent-config', version: 1, text: '{"data": {"dataset": "gsm8k"}}' } });
+    const got = await diags;
+    assert.equal(got.diagnostics.length, 1);
+    assert.match(got.diagnostics[0]!.message, /dataset "gsm8k" is not available on the daemon host h/);
+    // The socket dies: the reader reports the close so vscode-languageclient stops instead of hanging.
+    const closed = new Promise<void>((resolve) => reader.onClose(() => resolve()));
+    for (const s of d.sockets) s.terminate();
+    await closed;
+    lsp.dispose();
+  } finally { c.dispose(); unregister(); await d.close(); }
 });

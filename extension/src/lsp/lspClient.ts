@@ -4,42 +4,10 @@
  * client is (re)started on every (re)connection, since the daemon keeps one language-server session per socket.
  */
 import * as vscode from 'vscode';
-import {
-  AbstractMessageReader, AbstractMessageWriter, CloseAction, ErrorAction, LanguageClient, State,
-  type DataCallback, type Disposable, type Message, type MessageReader, type MessageWriter,
-} from 'vscode-languageclient/node';
-import { Notifications } from '@mathagent/shared';
+import { CloseAction, ErrorAction, LanguageClient, State } from 'vscode-languageclient/node';
 import type { Connection } from '../connection';
 import type { DaemonClient } from '../daemon/daemonClient';
-
-export class DaemonMessageReader extends AbstractMessageReader implements MessageReader {
-  private subs: { dispose(): void }[] = [];
-  constructor(private readonly client: DaemonClient) {
-    super();
-    this.subs.push(client.onState((s) => { if (s === 'disconnected') this.fireClose(); }));
-  }
-  listen(callback: DataCallback): Disposable {
-    const sub = this.client.onLspMessage((m) => {
-      if (typeof m.jsonrpc !== 'string') { this.fireError(new Error('lsp/message without jsonrpc field')); return; }
-      callback(m as unknown as Message);
-    });
-    this.subs.push(sub);
-    return { dispose: () => sub.dispose() };
-  }
-  override dispose(): void { super.dispose(); for (const s of this.subs) s.dispose(); this.subs = []; }
-}
-
-export class DaemonMessageWriter extends AbstractMessageWriter implements MessageWriter {
-  private errors = 0;
-  constructor(private readonly client: DaemonClient) { super(); }
-  write(msg: Message): Promise<void> {
-    if (this.client.notify(Notifications.lsp, msg)) return Promise.resolve();
-    const e = new Error('not connected to the daemon');
-    this.fireError(e, msg, ++this.errors);
-    return Promise.reject(e);
-  }
-  end(): void { /* the socket belongs to the DaemonClient */ }
-}
+import { DaemonMessageReader, DaemonMessageWriter } from './transport';
 
 export class RunConfigLanguage implements vscode.Disposable {
   private lc: LanguageClient | undefined;
