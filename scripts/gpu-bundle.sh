@@ -7,6 +7,7 @@
 #   scripts/gpu-bundle.sh [OUT_DIR] [--no-data]      (default OUT_DIR: dist/gpu-bundle, ignored by git)
 #   OUT_DIR/run-on-gpu.sh doctor                     (on the GPU host; any mathagent command works)
 #   OUT_DIR/run-on-gpu.sh bench train --backend webgpu --preset base --json
+#   OUT_DIR/run-on-gpu.sh --node FILE ARGS           (another script, same Node and GPU environment)
 #
 # Size: ~35 MB (Node ~24 MB and Dawn ~5 MB xz'd), so it fits the 64 MiB a device `run` call carries.
 # Why xz the Node binary and dawn.node: they are 99 MB and 21 MB raw; xz -6 gives ~4:1.
@@ -144,6 +145,15 @@ if [ -n "$egl" ] && [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ "${M
   export VK_DRIVER_FILES="$scratch/icd/nvidia_egl_icd.json" VK_ICD_FILENAMES="$scratch/icd/nvidia_egl_icd.json"
 fi
 if [ -z "${MATHAGENT_DATA_DIR:-}" ] && [ -d "$scratch/data/gsm8k" ]; then export MATHAGENT_DATA_DIR="$scratch/data"; fi
+# `run-on-gpu.sh --node FILE ARGS...`: run another script with the bundled Node and this GPU environment
+# (FILE relative to the bundle is taken from the unpacked copy, e.g. app/cli.cjs).
+if [ "${1:-}" = --node ]; then
+  shift
+  [ $# -ge 1 ] || { echo "run-on-gpu: --node needs a script" >&2; exit 2; }
+  f=$1; shift
+  [ -e "$scratch/$f" ] && f="$scratch/$f"
+  exec "$scratch/node" "$f" "$@"
+fi
 exec "$scratch/node" "$scratch/app/cli.cjs" "$@"
 LAUNCHER
 chmod +x "$out/run-on-gpu.sh"

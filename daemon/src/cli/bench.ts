@@ -16,6 +16,8 @@ export interface BenchOptions {
   backend: BackendName;
   preset: PresetName;
   steps: number;
+  /** Sequences per batch (default: 16 for train, 32 for sample). */
+  batch?: number;
   /** Progress lines go here (stderr), results are returned. */
   log: (line: string) => void;
 }
@@ -40,14 +42,28 @@ async function sync(t: tf.Tensor): Promise<void> {
   await t.data();
 }
 
-/** One timed 1024³ matMul on the active backend, in GFLOP/s. */
+/**
+ * The reference matMul size: 1024³ on CPU backends; 4096³ on GPUs, where 1024³ (~0.2 ms on an H100) would time
+ * the dispatch and read-back instead of the arithmetic.
+ */
+export function referenceMatMulSize(backend = tf.getBackend()): number {
+  return backend === 'wasm' || backend === 'cpu' ? 1024 : 4096;
+}
+
+/**
+ * Timed square matMuls on the active backend, in GFLOP/s. On GPUs several are queued and only one element of the
+ * last is read back (the queue runs in order), so neither the 64 MB read-back nor one submit's latency is timed.
+ */
 async function matMulGflops(a: tf.Tensor2D, b: tf.Tensor2D): Promise<number> {
+  const reps = tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu' ? 1 : 8;
   const t0 = performance.now();
-  const c = tf.matMul(a, b);
-  await sync(c);
+  const cs: tf.Tensor[] = [];
+  for (let i = 0; i < reps; i++) cs.push(tf.matMul(a, b));
+  const one = tf.slice(cs.at(-1)! as tf.Tensor2D, [0, 0], [1, 1]);
+  await sync(one);
   const ms = performance.now() - t0;
-  c.dispose();
-  return (2 * a.shape[0] * a.shape[1] * b.shape[1]) / ms / 1e6;
+  tf.dispose([...cs, one]);
+  return (reps * 2 * a.shape[0] * a.shape[1] * b.shape[1]) / ms / 1e6;
 }
 
 /** Matmul FLOPs per token of a forward+backward pass: 6·(matmul parameters) + attention (PaLM's 12·L·T·C). */
@@ -59,9 +75,9 @@ export function trainFlopsPerToken(c: GPTConfig, T: number): number {
 
 const trainBench: Benchmark = {
   name: 'train',
-  description: 'one full training step (forward + backward + Adam) of the preset at batch 16 x 256, vs the backend\'s own 1024³ matMul',
-  async run({ preset, steps, log }) {
-    const B = 16, T = 256;
+  description: 'one full training step (forward + backward + Adam) of the preset at batch 16 (--batch) x 256, vs the backend\'s own large matMul (1024³ on CPU, 4096³ on GPU)',
+  async run({ preset, steps, log, batch }) {
+    const B = batch ?? 16, T = 256;
     const tok = new ByteTokenizer(SPECIALS);
     const config = presetConfig(preset, tok.vocabSize);
     const model = new GPT(config, 1);
@@ -94,8 +110,9 @@ const trainBench: Benchmark = {
       tf.dispose([value, ...Object.values(grads)]);
       return loss;
     };
-    const a = tf.randomNormal([1024, 1024]) as tf.Tensor2D;
-    const b = tf.randomNormal([1024, 1024]) as tf.Tensor2D;
+    const n = referenceMatMulSize();
+    const a = tf.randomNormal([n, n]) as tf.Tensor2D;
+    const b = tf.randomNormal([n, n]) as tf.Tensor2D;
     await matMulGflops(a, b);
     const t0 = performance.now();
     await step(); // warm-up: XNNPACK operator creation, kernel compilation on GPUs
@@ -120,16 +137,16 @@ const trainBench: Benchmark = {
     return {
       preset, params: model.paramCount(), batch: B, seqLen: T, steps,
       stepMs: round(ms, 1), tokensPerSec: round(tokensPerSec, 0), gflops: round(gflops), matmulGflops: round(matmul),
-      ratio: round(gflops / matmul, 3), lastLoss: round(loss, 4),
+      matmulSize: n, ratio: round(gflops / matmul, 3), lastLoss: round(loss, 4),
     };
   },
 };
 
 const sampleBench: Benchmark = {
   name: 'sample',
-  description: 'sampling tokens/s of the preset at batch 32 x 256 new tokens with the KV cache, and the speed-up over no cache',
-  async run({ preset, steps, log }) {
-    const B = 32, newTokens = 256, promptLen = 32;
+  description: 'sampling tokens/s of the preset at batch 32 (--batch) x 256 new tokens with the KV cache, and the speed-up over no cache',
+  async run({ preset, steps, log, batch }) {
+    const B = batch ?? 32, newTokens = 256, promptLen = 32;
     const tok = new ByteTokenizer(SPECIALS);
     const model = new GPT(presetConfig(preset, tok.vocabSize), 1);
     const policy = new LocalPolicy(model, tok, { name: `bench-${preset}` });
@@ -180,17 +197,20 @@ export function register(program: Command): void {
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join('|')}`, 'wasm')
     .option('--preset <name>', 'model preset: tiny|small|base', 'small')
     .option('--steps <n>', 'timed repetitions per benchmark', '5')
-    .action(async (name: string, o: { json?: boolean; backend: string; preset: string; steps: string }) => {
+    .option('--batch <n>', 'sequences per batch (default: train 16, sample 32)')
+    .action(async (name: string, o: { json?: boolean; backend: string; preset: string; steps: string; batch?: string }) => {
       const chosen = name === 'all' ? BENCHMARKS : BENCHMARKS.filter((b) => b.name === name);
       if (!chosen.length) throw new Error(`unknown benchmark '${name}': use one of ${BENCHMARKS.map((b) => b.name).join(', ')}, all`);
       const steps = Number(o.steps);
       if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got '${o.steps}'`);
+      const batch = o.batch === undefined ? undefined : Number(o.batch);
+      if (batch !== undefined && (!Number.isInteger(batch) || batch < 1)) throw new Error(`--batch must be a positive integer, got '${o.batch}'`);
       const log = (line: string) => process.stderr.write(`${line}\n`);
       const backend = await initBackend(o.backend as BackendName, { log });
       const results: Record<string, unknown> = { backend: backend.name };
       for (const b of chosen) {
         log(`bench ${b.name}: ${b.description}`);
-        const r = await b.run({ backend: o.backend as BackendName, preset: o.preset as PresetName, steps, log });
+        const r = await b.run({ backend: o.backend as BackendName, preset: o.preset as PresetName, steps, batch, log });
         results[b.name] = r;
         if (!o.json) {
           process.stdout.write(`${b.name}:\n`);

@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
+import { installWebgpuGlobals, loadTfjsWebgpu } from './webgpu';
 
 export type BackendName = 'auto' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
@@ -46,22 +47,14 @@ async function activate(name: string): Promise<void> {
 }
 
 async function tryWebgpu(): Promise<void> {
-  const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
-  if (!g.navigator?.gpu) {
-    const r = tryRequire('webgpu');
-    if (!r.mod) throw new Error(r.error);
-    const { create, globals } = r.mod as { create(flags: string[]): unknown; globals: Record<string, unknown> };
-    Object.assign(globalThis, globals);
-    // Node 21+ has a read-only global navigator; define the property instead of assigning it.
-    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu: create([]) }, configurable: true, writable: true });
-  }
+  // Dawn's globals, after the MATHAGENT_GPU_ICD driver-manifest fix (webgpu.ts / gpuIcd.ts).
+  installWebgpuGlobals();
   const gpu = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<unknown> } } }).navigator.gpu;
   const adapter = await gpu.requestAdapter();
   if (!adapter) {
     throw new Error('no WebGPU adapter (no GPU, no Vulkan loader libvulkan.so.1, or the NVIDIA ICD needs VK_DRIVER_FILES; run `mathagent doctor`)');
   }
-  const r = tryRequire('@tensorflow/tfjs-backend-webgpu');
-  if (!r.mod) throw new Error(r.error);
+  loadTfjsWebgpu(); // bundled by esbuild (a literal require), flags set for GPU work
   await activate('webgpu');
 }
 

@@ -67,6 +67,21 @@ export function installWebgpuGlobals(): { icd: ApplyGpuIcdResult } {
 }
 
 /**
+ * Register tfjs's webgpu backend (after installWebgpuGlobals: the package registers itself only if `navigator.gpu`
+ * exists when it loads) and set its flags. The require has a literal name so esbuild puts the package inside the
+ * bundle; it still runs only when called.
+ */
+export function loadTfjsWebgpu(): Record<string, number | boolean> {
+  try {
+    require('@tensorflow/tfjs-backend-webgpu');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new Error(code === 'MODULE_NOT_FOUND' ? 'package @tensorflow/tfjs-backend-webgpu is not installed' : `loading @tensorflow/tfjs-backend-webgpu failed: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
+  }
+  return configureTfjsWebgpu();
+}
+
+/**
  * tfjs-backend-webgpu flags for training and sampling on a discrete GPU. Call after the backend package is
  * loaded (it registers the flags).
  * - WEBGPU_CPU_FORWARD=false: otherwise ops on small tensors that were created on the CPU (ids, positions, masks)
