@@ -47,6 +47,8 @@ test('bare answers: fractions, decimals, dollars, thousands, percent, degrees, u
     ['-\\frac{10}{9}', '-10/9', true],
     ['918\\frac{1}{2}', '918.5', true], // mixed number
     ['4 4/9', '40/9', true],
+    ['1.5e6', '1500000', true],
+    ['2e', '2e', true],
   ]);
 });
 

@@ -81,9 +81,10 @@ function tokenize(src: string): Tok[] {
     const ch = src[i];
     if (/\s/.test(ch)) { i++; continue; }
     if (/\d/.test(ch) || (ch === '.' && /\d/.test(src[i + 1] ?? ''))) {
-      const m = /^(?:\d+(?:\.\d*)?|\.\d+)/.exec(src.slice(i, i + 400));
+      // Scientific notation (1.5e6) only when the exponent digits follow at once; `2e` stays 2 * e.
+      const m = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3}(?![\d.]))?/.exec(src.slice(i, i + 400));
       if (!m) throw new ConvError('number');
-      out.push({ t: 'num', v: m[0].endsWith('.') ? m[0].slice(0, -1) : m[0] });
+      out.push({ t: 'num', v: /^\d+\.$/.test(m[0]) ? m[0].slice(0, -1) : m[0] });
       i += m[0].length;
       continue;
     }
