@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { GPT } from './gpt';
 import { gelu, layerNorm, matMul2d } from './layers';
 import { hostView } from './hostOps';
-import { attendRows } from './attendKernel';
+import { KVStore } from './attendKernel';
 
 export interface Decoder {
   /** Prefill the prompts; afterwards logits() gives the next-token logits of every row. */
@@ -207,8 +207,7 @@ function layerNormRows(x: Float32Array, g: Float32Array, b: Float32Array, out: F
 }
 
 export class HostKVDecoder implements Decoder {
-  private kc: Float32Array[] = [];
-  private vc: Float32Array[] = [];
+  private store: KVStore | null = null;
   /** Per row: tokens in the cache (prompt + generated); also the position of the next token. */
   private len = new Int32Array(0);
   private cap = 0;
@@ -237,30 +236,21 @@ export class HostKVDecoder implements Decoder {
     for (const n of m.variableNames()) {
       if (n === 'wte' || n === 'wpe' || /ln\d?\.|lnf\./.test(n)) this.host[n] = m.param(n).dataSync() as Float32Array;
     }
-    this.kc = [];
-    this.vc = [];
-    for (let i = 0; i < nLayer; i++) {
-      this.kc.push(new Float32Array(B * H * this.cap * hd));
-      this.vc.push(new Float32Array(B * H * this.cap * hd));
-    }
+    // SIMD kernel when hd is a multiple of 4 (all presets), else the plain loop.
+    this.store = new KVStore(nLayer, B * H, hd, this.cap, B * 3 * C, B * C);
     this.wteT?.dispose();
     this.wteT = tf.keep(tf.transpose(m.param('wte') as tf.Tensor as P2));
     const ids = padRows(prompts, this.padId);
-    const cap = this.cap;
     const lens = this.len;
     this.logitsTensor = tf.tidy(() => {
       const hidden = m.trunk(ids, {
         onQkv: (i, qkv) => {
           const src = hostView(qkv);
-          const kc = this.kc[i]!, vc = this.vc[i]!;
+          const store = this.store!;
           for (let b = 0; b < B; b++) {
             for (let t = 0; t < lens[b]!; t++) {
               const s = (b * P + t) * 3 * C;
-              for (let h = 0; h < H; h++) {
-                const o = ((b * H + h) * cap + t) * hd;
-                kc.set(src.subarray(s + C + h * hd, s + C + (h + 1) * hd), o);
-                vc.set(src.subarray(s + 2 * C + h * hd, s + 2 * C + (h + 1) * hd), o);
-              }
+              for (let h = 0; h < H; h++) store.put(i, b * H + h, t, src, s + C + h * hd, s + 2 * C + h * hd);
             }
           }
         },
@@ -274,8 +264,10 @@ export class HostKVDecoder implements Decoder {
     return hostView(this.logitsTensor!);
   }
 
-  /** x·W + b through tfjs (XNNPACK), read back into a host array (a copy: the view dies with the tensor). */
-  private matmul(x: Float32Array, rows: number, w: tf.Tensor, b: tf.Tensor, act?: 'gelu'): Float32Array {
+  /**
+   * x·W + b through tfjs (XNNPACK), copied out into `into` (or a new array): the tensor's view dies with it.
+   */
+  private matmul(x: Float32Array, rows: number, w: tf.Tensor, b: tf.Tensor, act?: 'gelu', into?: Float32Array): Float32Array {
     const xt = tf.tensor2d(x, [rows, x.length / rows]);
     let y = tf.fused.matMul({ a: xt, b: w as P2, bias: b });
     if (act) {
@@ -283,7 +275,12 @@ export class HostKVDecoder implements Decoder {
       y.dispose();
       y = g as P2;
     }
-    const out = hostView(y).slice();
+    const view = hostView(y);
+    let out: Float32Array;
+    if (into) {
+      into.set(view);
+      out = into;
+    } else out = view.slice();
     tf.dispose([xt, y]);
     return out;
   }
@@ -308,20 +305,15 @@ export class HostKVDecoder implements Decoder {
     for (let i = 0; i < nLayer; i++) {
       const w = blockParams(m, i);
       layerNormRows(x, host[`h.${i}.ln1.g`]!, host[`h.${i}.ln1.b`]!, lnBuf, B, C, lnEps);
-      const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv);
+      const store = this.store!;
+      const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv, undefined, store.q);
       // Append k, v at each row's own position, then attend over that row's cache.
-      const kc = this.kc[i]!, vc = this.vc[i]!;
       for (let b = 0; b < B; b++) {
         if (!act[b]) continue;
-        for (let h = 0; h < H; h++) {
-          const o = ((b * H + h) * this.cap + this.len[b]!) * hd;
-          const s = b * 3 * C + h * hd;
-          kc.set(qkv.subarray(s + C, s + C + hd), o);
-          vc.set(qkv.subarray(s + 2 * C, s + 2 * C + hd), o);
-        }
+        for (let h = 0; h < H; h++) store.put(i, b * H + h, this.len[b]!, qkv, b * 3 * C + C + h * hd, b * 3 * C + 2 * C + h * hd);
       }
-      attendRows(qkv, 3 * C, kc, vc, this.len, act, B, H, hd, this.cap, 1 / Math.sqrt(hd), lnBuf);
-      const proj = this.matmul(lnBuf, B, w.wo, w.bo);
+      store.attend(i, 3 * C, this.len, act, B, H, 1 / Math.sqrt(hd));
+      const proj = this.matmul(store.out, B, w.wo, w.bo);
       for (let j = 0; j < x.length; j++) x[j]! += proj[j]!;
       layerNormRows(x, host[`h.${i}.ln2.g`]!, host[`h.${i}.ln2.b`]!, lnBuf, B, C, lnEps);
       const h1 = this.matmul(lnBuf, B, w.w1, w.b1, 'gelu');
@@ -338,7 +330,6 @@ export class HostKVDecoder implements Decoder {
     this.logitsTensor?.dispose();
     this.wteT?.dispose();
     this.logitsTensor = this.wteT = null;
-    this.kc = [];
-    this.vc = [];
+    this.store = null;
   }
 }

@@ -1,0 +1,56 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { KVStore, simdAvailable } from '../../daemon/src/model/attendKernel';
+import { buildAttendModule } from '../../daemon/src/model/wasmAsm';
+
+/** Plain attention for one (row, head), computed by hand in float64. */
+function reference(q: number[], keys: number[][], values: number[][], scale: number): number[] {
+  const s = keys.map((k) => scale * k.reduce((a, x, d) => a + x * q[d]!, 0));
+  const mx = Math.max(...s);
+  const e = s.map((x) => Math.exp(x - mx));
+  const z = e.reduce((a, b) => a + b, 0);
+  return q.map((_, d) => values.reduce((a, v, t) => a + (e[t]! / z) * v[d]!, 0));
+}
+
+describe('decode attention kernel', () => {
+  it('assembles a valid WebAssembly SIMD module', () => {
+    assert.ok(WebAssembly.validate(buildAttendModule()));
+    assert.ok(simdAvailable());
+  });
+
+  for (const simd of [true, false]) {
+    it(`${simd ? 'SIMD' : 'JavaScript'} kernel matches hand-computed attention for rows of different lengths`, () => {
+      const B = 3, H = 2, hd = 32, layers = 2;
+      const store = new KVStore(layers, B * H, hd, 40, B * 3 * H * hd, B * H * hd, simd);
+      assert.equal(store.simd, simd);
+      assert.equal(store.cap, 48);
+      let seed = 7;
+      const rnd = () => ((seed = (seed * 48271) % 2147483647) / 2147483647) * 4 - 2;
+      const C = H * hd;
+      const lens = Int32Array.from([0, 17, 39]);
+      const kv: number[][][][] = []; // [slab][t] -> [k, v]
+      const row = new Float32Array(3 * C);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t <= lens[b]!; t++) {
+          for (let i = 0; i < row.length; i++) row[i] = rnd() * (t === 5 ? 20 : 1); // a large score tests the max shift
+          for (let h = 0; h < H; h++) {
+            store.put(1, b * H + h, t, row, C + h * hd, 2 * C + h * hd);
+            (kv[b * H + h] ??= [])[t] = [Array.from(row.subarray(C + h * hd, C + (h + 1) * hd)), Array.from(row.subarray(2 * C + h * hd, 2 * C + (h + 1) * hd))];
+          }
+        }
+      }
+      const q = store.q;
+      for (let i = 0; i < q.length; i++) q[i] = rnd();
+      store.attend(1, 3 * C, lens, Uint8Array.from([1, 1, 1]), B, H, 0.17);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const slab = kv[b * H + h]!;
+          const want = reference(Array.from(q.subarray(b * 3 * C + h * hd, b * 3 * C + (h + 1) * hd)), slab.map((x) => x[0]!), slab.map((x) => x[1]!), 0.17);
+          const got = store.out.subarray(b * C + h * hd, b * C + (h + 1) * hd);
+          want.forEach((w, d) => assert.ok(Math.abs(w - got[d]!) < 1e-4 * Math.max(1, Math.abs(w)), `b${b} h${h} d${d}: ${got[d]} vs ${w}`));
+        }
+      }
+      assert.throws(() => store.attend(1, 3 * C, Int32Array.from([0, 0, 48]), Uint8Array.from([1, 1, 1]), B, H, 1), /row 2 has 49 keys, capacity 48/);
+    });
+  }
+});
