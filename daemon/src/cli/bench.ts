@@ -147,10 +147,12 @@ const sampleBench: Benchmark = {
   description: 'sampling tokens/s of the preset at batch 32 (--batch) x 256 new tokens with the KV cache, and the speed-up over no cache',
   async run({ preset, steps, log, batch }) {
     const B = batch ?? 32, newTokens = 256, promptLen = 32;
-    const tok = new ByteTokenizer(SPECIALS);
+    // No '<|end|>' among the specials: no eos, so every row decodes all its tokens (an untrained model
+    // would otherwise stop rows at random and the batch would shrink).
+    const tok = new ByteTokenizer(SPECIALS.map((s) => (s === '<|end|>' ? '<|stop|>' : s)));
     const model = new GPT(presetConfig(preset, tok.vocabSize), 1);
     const policy = new LocalPolicy(model, tok, { name: `bench-${preset}` });
-    const prompt = (i: number) => tok.encode(`<|user|>question ${i}: what is ${i} * 7?<|end|><|assistant|>`).slice(0, promptLen);
+    const prompt = (i: number) => tok.encode(`<|user|>question ${i}: what is ${i} * 7? Think step by step.<|stop|><|assistant|>`).slice(-promptLen);
     const requests = (n: number, maxTokens: number) => Array.from({ length: n }, (_, i) => ({
       promptTokenIds: prompt(i), promptText: '', maxTokens, stop: [], temperature: 1, topP: 1, seed: i,
     }));

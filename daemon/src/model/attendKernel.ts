@@ -1,8 +1,10 @@
 /**
  * One decode step of attention over a per-row KV cache, on host memory: for each row b and head h, scores
  * of the row's query against its first n_b = lens[b] + extra[b] cached keys, softmax, weighted sum of values.
- * Cache layouts per (row, head) slab s = b * H + h, with cap rounded up to a multiple of 16: keys transposed,
- * kt[(s * hd + d) * cap + t], so the kernel scores 16 keys per pass; values v[(s * cap + t) * hd + d].
+ * Cache layouts per (row, head) slab s = b * H + h, with cap rounded up to a multiple of 16: keys in [hd, 4]
+ * tiles of 4 keys, kt[s * cap * hd + ((t >> 2) * hd + d) * 4 + (t & 3)], so the kernel scores 16 keys per
+ * pass from one contiguous stream and a new key is written into 8 adjacent cache lines; values
+ * v[(s * cap + t) * hd + d].
  *
  * Two implementations with the same arithmetic: a WebAssembly SIMD kernel (f32x4, ~10x the plain loop; it is
  * what makes KV-cache sampling on a CPU fast, since attention is the part of a decode step that no tfjs
@@ -61,9 +63,12 @@ export class KVStore {
   /** Store key src[kAt..kAt+hd) and value src[vAt..vAt+hd) of slab `slab` at position t of a layer. */
   put(layer: number, slab: number, t: number, src: Float32Array, kAt: number, vAt: number): void {
     const { hd, cap, heap } = this;
-    const kBase = this.base + 2 * layer * this.perLayer + slab * hd * cap + t;
-    for (let d = 0; d < hd; d++) heap[kBase + d * cap] = src[kAt + d]!;
-    heap.set(src.subarray(vAt, vAt + hd), this.base + (2 * layer + 1) * this.perLayer + (slab * cap + t) * hd);
+    const kBase = this.base + 2 * layer * this.perLayer + slab * hd * cap + (t >> 2) * hd * 4 + (t & 3);
+    const vBase = this.base + (2 * layer + 1) * this.perLayer + (slab * cap + t) * hd;
+    for (let d = 0; d < hd; d++) {
+      heap[kBase + d * 4] = src[kAt + d]!;
+      heap[vBase + d] = src[vAt + d]!;
+    }
   }
 
   /** Query input region: write B rows of qStride floats here before attend(). */
@@ -147,9 +152,9 @@ function attendRowsJs(
       const base = (b * H + h) * cap * hd;
       let mx = -Infinity;
       for (let t = 0; t < n; t++) {
-        const ko = kOff + base + t;
+        const ko = kOff + base + (t >> 2) * hd * 4 + (t & 3);
         let s = 0;
-        for (let d = 0; d < hd; d++) s += m[qo + d]! * m[ko + d * cap]!;
+        for (let d = 0; d < hd; d++) s += m[qo + d]! * m[ko + d * 4]!;
         s *= scale;
         m[scOff + t] = s;
         if (s > mx) mx = s;

@@ -15,7 +15,7 @@ const op = {
   block: 0x02, loop: 0x03, br: 0x0c, brIf: 0x0d, end: 0x0b,
   localGet: 0x20, localSet: 0x21, localTee: 0x22,
   f32Load: 0x2a, f32Store: 0x38, i32Const: 0x41, f32Const: 0x43,
-  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Shl: 0x74,
+  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Shl: 0x74, i32ShrU: 0x76,
   f32Nearest: 0x90, f32Add: 0x92, f32Sub: 0x93, f32Mul: 0x94, f32Div: 0x95, f32Max: 0x97,
   i32TruncF32S: 0xa8, f32ReinterpretI32: 0xbe,
 } as const;
@@ -68,7 +68,7 @@ const whileLoop = (stop: number[], body: number[]) => [op.block, VOID, op.loop, 
 
 // Locals: params 0..8, then ours.
 const Q = 0, KT = 1, Vp = 2, OUT = 3, SC = 4, N = 5, HD = 6, CAP = 7, SCALE = 8;
-const T = 9, D = 10, P = 11, HDB = 12, N4 = 13, N16 = 14, QP = 15, CAPB = 16; // i32
+const T = 9, D = 10, P = 11, HDB = 12, N4 = 13, N16 = 14, QP = 15, G = 16; // i32 (G = hd·16: bytes per group of 4 keys)
 const S = 17, MX = 18, Z = 19, X = 20, NN = 21; // f32
 const A0 = 22, VMX = 26, VX = 27, VN = 28, VZ = 29, QS = 30; // v128 (A0..A3 = 22..25)
 
@@ -110,29 +110,32 @@ const lanes = (local: number, combine: number) => [
 const incr = (local: number, by: number[]) => [...get(local), ...by, op.i32Add, ...set(local)];
 const scAddr = () => [...get(SC), ...get(T), ...i32c(2), op.i32Shl, op.i32Add]; // sc + 4t
 const zeroAcc = () => [0, 1, 2, 3].flatMap((i) => [...vzero, ...set(A0 + i)]);
-/** acc_i += QS · v128.load(P + 16 i), i = 0..3 */
-const fma4 = () => [0, 1, 2, 3].flatMap((i) => [
-  ...get(A0 + i), ...get(QS), ...get(P), ...(i ? [...i32c(16 * i), op.i32Add] : []), ...vload, ...v(simd.f32x4Mul), ...v(simd.f32x4Add), ...set(A0 + i),
+/** acc_i += QS · v128.load(P + i·stride), i = 0..3 (stride: an i32 local, or a constant when `constStride`) */
+const fma4 = (stride: number, constStride = false) => [0, 1, 2, 3].flatMap((i) => [
+  ...get(A0 + i), ...get(QS), ...get(P),
+  ...(i ? (constStride ? [...i32c(stride * i), op.i32Add] : [...get(stride), ...i32c(i), op.i32Mul, op.i32Add]) : []),
+  ...vload, ...v(simd.f32x4Mul), ...v(simd.f32x4Add), ...set(A0 + i),
 ]);
 
 /**
- * Layouts: keys transposed per (row, head), kt[d·cap + t]; values v[t·hd + d]; cap a multiple of 16.
- * Scores are computed 16 keys at a time (4 accumulators, query element splatted), so no horizontal sums;
- * the weighted sum of values runs 16 output elements at a time over all keys.
+ * Layouts: keys in groups of 4, kt[((t >> 2)·hd + d)·4 + (t & 3)] (each group a [hd, 4] tile, read as one
+ * contiguous stream); values v[t·hd + d]; cap a multiple of 16. Scores are computed 16 keys at a time
+ * (4 accumulators, query element splatted), so no horizontal sums; the weighted sum of values runs
+ * 16 output elements at a time over all keys.
  */
 function attendBody(): number[] {
   const c: number[] = [];
-  c.push(...get(HD), ...i32c(2), op.i32Shl, ...set(HDB), ...get(CAP), ...i32c(2), op.i32Shl, ...set(CAPB));
+  c.push(...get(HD), ...i32c(2), op.i32Shl, ...set(HDB), ...get(HD), ...i32c(4), op.i32Shl, ...set(G));
   c.push(...get(N), ...i32c(15), op.i32Add, ...i32c(-16), op.i32And, ...set(N16));
   // 1. scores for keys [0, n16): s_t = scale·Σ_d q_d·kt[d][t]  (keys ≥ n are computed and ignored)
   c.push(...i32c(0), ...set(T));
   c.push(...whileLoop([...get(T), ...get(N16), op.i32GeS], [
     ...zeroAcc(), ...i32c(0), ...set(D), ...get(Q), ...set(QP),
-    ...get(KT), ...get(T), ...i32c(2), op.i32Shl, op.i32Add, ...set(P),
+    ...get(KT), ...get(T), ...i32c(2), op.i32ShrU, ...get(G), op.i32Mul, op.i32Add, ...set(P), // group t/4
     ...whileLoop([...get(D), ...get(HD), op.i32GeS], [
       ...get(QP), ...v(simd.load32Splat, ...memarg(2)), ...set(QS),
-      ...fma4(),
-      ...incr(P, get(CAPB)), ...incr(QP, i32c(4)), ...incr(D, i32c(1)),
+      ...fma4(G),
+      ...incr(P, i32c(16)), ...incr(QP, i32c(4)), ...incr(D, i32c(1)),
     ]),
     ...[0, 1, 2, 3].flatMap((i) => [
       ...scAddr(), ...(i ? [...i32c(16 * i), op.i32Add] : []), ...get(A0 + i), ...get(SCALE), ...v(simd.f32x4Splat), ...v(simd.f32x4Mul), ...vstore,
@@ -166,7 +169,7 @@ function attendBody(): number[] {
     ...zeroAcc(), ...i32c(0), ...set(T), ...get(Vp), ...get(D), op.i32Add, ...set(P),
     ...whileLoop([...get(T), ...get(N), op.i32GeS], [
       ...scAddr(), ...v(simd.load32Splat, ...memarg(2)), ...set(QS),
-      ...fma4(),
+      ...fma4(16, true),
       ...incr(P, get(HDB)), ...incr(T, i32c(1)),
     ]),
     ...[0, 1, 2, 3].flatMap((i) => [
