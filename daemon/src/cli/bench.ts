@@ -77,9 +77,9 @@ const trainBench: Benchmark = {
   name: 'train',
   description: 'one full training step (forward + backward + Adam) of the preset at batch 16 (--batch) x 256, vs the backend\'s own large matMul (1024³ on CPU, 4096³ on GPU)',
   async run({ preset, steps, log, batch }) {
-    const B = batch ?? 16, T = 256;
     const tok = new ByteTokenizer(SPECIALS);
     const config = presetConfig(preset, tok.vocabSize);
+    const B = batch ?? 16, T = Math.min(256, config.blockSize);
     const model = new GPT(config, 1);
     const vars = model.variables();
     // A plain Adam (the real AdamW with schedules lives in train/): enough to time a full step.

@@ -9,7 +9,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
-import '@tensorflow/tfjs-backend-cpu';
+// A bare import of the cpu backend is dropped by esbuild (its package.json marks the node entry side-effect
+// free); a value that initBackend really uses keeps the module, and so its registration, in the bundle.
+import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { installWebgpuGlobals, loadTfjsWebgpu } from './webgpu';
 
@@ -19,6 +21,8 @@ export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'webgpu', 'tensorf
 export interface BackendChoice {
   /** The tfjs backend now active ('webgpu', 'tensorflow', 'wasm' or 'cpu'). */
   name: string;
+  /** tfjs version (of the cpu backend package, which all tfjs packages here share). */
+  tfjsVersion: string;
   /** Why each other backend was not chosen (or failed), keyed by backend name. */
   reasons: Record<string, string>;
 }
@@ -97,7 +101,7 @@ export async function initBackend(name: BackendName, opts: InitBackendOptions = 
       }
       const passed = Object.entries(reasons).filter(([, r]) => !r.startsWith('not ')).map(([k, r]) => `${k}: ${r}`);
       log(`backend: using ${candidate}${passed.length ? ` (passed over ${passed.join('; ')})` : ''}`);
-      return { name: candidate, reasons };
+      return { name: candidate, tfjsVersion: version_cpu, reasons };
     } catch (e) {
       reasons[candidate] = errText(e);
     }
