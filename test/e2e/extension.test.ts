@@ -90,26 +90,39 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     await screenshot(p, 'runs-view-starting', 'light');
     await expand(row('smoke'));
     await row('Iteration 0').waitFor({ timeout: 240_000 });
-    await expand(row('Iteration 0'));
-    await row('Held-out eval').waitFor({ timeout: 300_000 });
-    await expand(row('Held-out eval'));
-    // A stored trajectory with at least two turns (the smoke model calls the tool, then answers).
-    const multi = row(/[2-9] turns/);
-    await multi.waitFor({ timeout: 300_000 });
+    // Pick, through the daemon's API, a stored trajectory with at least two turns (a tool call, then more);
+    // held-out ones first: their groups are short enough to show without much scrolling.
+    const target = await waitFor(async () => (await api!.request('trajectory/list', { runId, limit: 5000 })).trajectories.filter((h) => h.turns >= 2),
+      (l) => l.length > 0, 600_000, 'a stored trajectory with two or more turns');
+    const h0 = target.sort((a, b) => (a.split === b.split ? 0 : a.split === 'eval' ? -1 : 1) || a.iteration - b.iteration)[0]!;
+    mark(`target trajectory ${h0.id} (${h0.split}, iteration ${h0.iteration}, ${h0.turns} turns)`);
+    if (h0.iteration !== 0) await collapse(row('Iteration 0'));
+    const itRow = tree.locator('.monaco-list-row', { hasText: new RegExp(`Iteration ${h0.iteration}(?!\\d)`) }).first();
+    await itRow.waitFor({ timeout: 120_000 });
+    await expand(itRow);
+    if (h0.split === 'eval') { await row('Held-out eval').waitFor({ timeout: 120_000 }); await expand(row('Held-out eval')); }
+    // Rows carry the full prompt id in their accessible label; the list is virtual, so scroll until it is drawn.
+    const targetRow = tree.locator(`.monaco-list-row[aria-label^=${JSON.stringify(`${h0.promptId} sample ${h0.sampleIndex} `)}]`).first();
+    for (let i = 0; i < 60 && !(await targetRow.isVisible()); i++) {
+      await tree.hover();
+      await p.mouse.wheel(0, 200);
+      await sleep(150);
+    }
+    await targetRow.waitFor({ timeout: 10_000 });
     mark('trajectories in the tree');
     await screenshot(p, 'runs-view', 'light');
-    await multi.click();
+    await targetRow.click();
 
     const wv = webview(p);
     const indicator = wv.locator('#turn-indicator');
     await indicator.waitFor({ timeout: 60_000 });
-    assert.match(await indicator.innerText(), /^Turn 1 \/ [2-9]$/);
+    assert.equal(await indicator.innerText(), `Turn 1 / ${h0.turns}`);
     await wv.locator('h1').click();
     await p.keyboard.press('n');
     await waitFor(() => indicator.innerText(), (s) => /^Turn 2 \//.test(s), 10_000, 'turn 2 after pressing n');
     assert.equal(await wv.locator('.turn.focused').getAttribute('data-turn'), '1');
     const trajectoryId = await wv.locator('.trajectory').getAttribute('data-id');
-    assert.ok(trajectoryId);
+    assert.equal(trajectoryId, h0.id, 'the panel shows the trajectory clicked in the tree');
     mark(`trajectory ${trajectoryId} at turn 2`);
     await screenshot(p, 'trajectory', 'light');
     await wv.locator('#toggle-tokens').click();
@@ -194,6 +207,10 @@ async function screenshot(p: Page, name: string, theme: 'light' | 'dark'): Promi
 
 async function expand(row: ReturnType<Page['locator']>): Promise<void> {
   if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+}
+
+async function collapse(row: ReturnType<Page['locator']>): Promise<void> {
+  if ((await row.getAttribute('aria-expanded')) === 'true') await row.click();
 }
 
 async function waitFor<T>(get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs: number, what: string): Promise<T> {

@@ -132,3 +132,22 @@ test('metric events become points; merge de-duplicates and sorts', () => {
   const merged = mergePoints(pts, [{ runId: 'r', iteration: 1, step: 3, name: 'loss', value: 0.4 }, { runId: 'r', iteration: 0, step: 9, name: 'loss', value: 1 }]);
   assert.deepEqual(merged.map((p) => [p.iteration, p.step, p.name, p.value]), [[0, 9, 'loss', 1], [1, 3, 'loss', 0.4], [1, 3, 'rewards/margins', 0.2]]);
 });
+
+test('live trajectories: a sampling trajectory is rebuilt from events and forgotten once stored', async () => {
+  const { LiveTrajectories } = await import('../../extension/src/panels/liveTrajectories');
+  const live = new LiveTrajectories(2);
+  live.apply(started(1, 'x'));
+  live.apply({ type: 'trajectory/turn', seq: 2, runId: 'r1', time: 't', trajectoryId: 'x', turn: turn(1, 'second') });
+  live.apply({ type: 'trajectory/turn', seq: 3, runId: 'r1', time: 't', trajectoryId: 'x', turn: turn(0, 'first') });
+  live.apply({ type: 'trajectory/turn', seq: 4, runId: 'r1', time: 't', trajectoryId: 'x', turn: turn(1, 'second again') });
+  const v = live.view('x')!;
+  assert.deepEqual(v.turns.map((t) => t.action.text), ['first', 'second again'], 'ordered by index, a repeated turn replaced');
+  assert.equal(v.live, true);
+  assert.equal(v.outcome, null);
+  live.apply(started(5, 'y'));
+  live.apply(started(6, 'z'));
+  assert.equal(live.has('x'), false, 'bounded: the oldest is dropped');
+  live.apply(finished(7, header('z')));
+  assert.equal(live.view('z'), undefined);
+  assert.equal(live.has('y'), true);
+});
