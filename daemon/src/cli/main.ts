@@ -9,6 +9,7 @@ import * as daemonCmd from './daemon';
 import * as runsCmd from './runs';
 import * as exportCmd from './export';
 import * as evalCmd from './eval';
+import * as experimentCmd from './experiment';
 import * as benchCmd from './bench';
 import * as gradeCmd from './grade';
 import * as doctorCmd from './doctor';
@@ -28,6 +29,7 @@ const modules: Array<{ register(p: Command): void }> = [
   runsCmd,
   exportCmd,
   evalCmd,
+  experimentCmd,
   benchCmd,
   gradeCmd,
   doctorCmd,

@@ -14,6 +14,7 @@ import type { Store } from '../store';
 import type { Problem } from '../data/types';
 import { generateDemos } from '../data/synthetic';
 import { getProblems } from '../data';
+import { dataDir } from '../data/datasets';
 import { getTemplate, type ChatTemplate } from '../env/templates';
 import { SandboxPool } from '../env/sandbox';
 import { rollout, type RolloutItem } from '../env/rollout';
@@ -51,6 +52,11 @@ export interface ExecuteDeps {
 }
 
 const initialState = (): ResumeState => ({ sftCheckpoint: null, policyCheckpoint: null, previousCheckpoint: null, iteration: 1, phase: 'start', sftEvaluated: false, step: 0 });
+
+/** `builtin:<name>` names a checkpoint shipped in data/checkpoints/; anything else is a path. */
+export function resolveCheckpoint(spec: string): string {
+  return spec.startsWith('builtin:') ? join(dataDir(), 'checkpoints', spec.slice('builtin:'.length)) : spec;
+}
 
 export class RunAborted extends Error { constructor() { super('run stopped'); } }
 
@@ -122,13 +128,14 @@ class Execution {
     const { engine } = this.d;
     // SFT stage (iteration 0).
     if (!this.st.policyCheckpoint) {
-      const model = this.cfg.model.init ? await engine.load(this.cfg.model.init) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
+      const model = this.cfg.model.init ? await engine.load(resolveCheckpoint(this.cfg.model.init)) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
       const context = engine.contextLength(model);
       if (context < this.cfg.limits.maxTrajectoryTokens) {
         model.dispose();
         throw new Error(`limits.maxTrajectoryTokens (${this.cfg.limits.maxTrajectoryTokens}) exceeds the model's context length (${context}) of ${this.cfg.model.init}; lower limits.maxTrajectoryTokens`);
       }
-      if (this.cfg.sft.enabled && !this.cfg.model.init) await this.sft(model);
+      // With `model.init`, SFT (when enabled) continues from that checkpoint.
+      if (this.cfg.sft.enabled && this.cfg.sft.steps > 0) await this.sft(model);
       const path = join(this.d.runDir, 'iter-0');
       await engine.save(model, path, { runId: this.runId, iteration: 0 });
       this.d.store.addCheckpoint({ runId: this.runId, iteration: 0, path, metrics: {} });

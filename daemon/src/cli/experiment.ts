@@ -1,0 +1,54 @@
+/**
+ * `mathagent experiment paper-mini`: the miniature reproduction of the paper's findings (issue 6). Resumable: the
+ * state file maps every SFT model and arm to its run; running the same command again continues where it stopped.
+ * At the end it writes docs/results/<preset>.md and the SVG plot next to it.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { BackendName } from '@mathagent/shared';
+import { openContext } from './context';
+import { ProgressView } from './progress';
+import { parseSets } from './run';
+import { runExperiment } from '../pipeline/experiment';
+import { experimentReport } from '../pipeline/experimentReport';
+
+export function register(program: Command): void {
+  program
+    .command('experiment <preset>')
+    .description('run the paper-mini experiment: SFT, then 3 iterations of M-DPO, M-DPO (SFT ref), DPO (unmasked), M-KTO and RAFT')
+    .option('--seeds <list>', 'comma-separated seeds (SFT and M-DPO run on all; other arms on the first)', '1,2,3')
+    .option('-s, --set <key=value...>', 'override a config field for every run (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--backend <name>', 'auto | webgpu | tensorflow | wasm | cpu', 'auto')
+    .option('--db <path>', 'SQLite database')
+    .option('--state <file>', 'experiment state file (default: next to the database)')
+    .option('--out <dir>', 'where the report goes', 'docs/results')
+    .action(async (preset: string, o: { seeds: string; set: string[]; backend: string; db?: string; state?: string; out: string }) => {
+      const seeds = o.seeds.split(',').map((s) => Number.parseInt(s.trim(), 10));
+      if (!seeds.length || seeds.some((s) => !Number.isInteger(s))) throw new Error(`--seeds must be comma-separated integers, got "${o.seeds}"`);
+      const backend = BackendName.parse(o.backend);
+      const overrides = { ...parseSets(o.set), backend };
+      const ctx = openContext({ db: o.db, backend, log: (l) => process.stderr.write(`· ${l}\n`) });
+      const view = new ProgressView(process.stderr);
+      const unsub = ctx.bus.subscribe((e) => view.handle(e));
+      const stateFile = resolve(o.state ?? join(dirname(ctx.dbPath), 'experiments', `${preset}.json`));
+      const onSigint = () => { process.stderr.write('\nstopping; run the same command again to resume\n'); void ctx.manager.shutdown(); };
+      process.on('SIGINT', onSigint);
+      try {
+        const state = await runExperiment({ store: ctx.store, manager: ctx.manager, stateFile, preset, overrides, seeds, onStage: (m) => process.stderr.write(`\n=== ${m}\n`) });
+        view.stop();
+        const command = `mathagent experiment ${preset} --seeds ${o.seeds}${o.set.map((s) => ` --set ${s}`).join('')} --backend ${o.backend}`;
+        const { markdown, svg } = experimentReport({ store: ctx.store, state, command, backend: backend === 'auto' ? 'auto (see run logs)' : backend,
+          machine: `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}` });
+        mkdirSync(o.out, { recursive: true });
+        writeFileSync(join(o.out, `${preset}.md`), markdown);
+        writeFileSync(join(o.out, `${preset}.svg`), svg);
+        process.stdout.write(markdown + `\nwrote ${join(o.out, `${preset}.md`)} and ${join(o.out, `${preset}.svg`)}\n`);
+      } finally {
+        process.off('SIGINT', onSigint);
+        unsub();
+        await ctx.close();
+      }
+    });
+}

@@ -1,0 +1,130 @@
+/**
+ * The paper-mini report: a table in the shape of the paper's Table 2 (pass@1 per method after each iteration, with
+ * 95% intervals, pass@k, mean turns and tool-error rate), paired comparisons on the same held-out problems
+ * (exact McNemar test), and an SVG plot of pass@1 per iteration per method.
+ */
+import type { Store } from '../store';
+import { ARMS, type ExperimentState } from './experiment';
+
+const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : (100 * x).toFixed(1));
+
+/** Exact two-sided McNemar p-value from the discordant counts b (A right, B wrong) and c (A wrong, B right). */
+export function mcnemarExact(b: number, c: number): number {
+  const n = b + c;
+  if (n === 0) return 1;
+  const k = Math.min(b, c);
+  // 2 · P(X ≤ k), X ~ Binomial(n, 1/2), computed in log space.
+  let logC = 0; // log C(n, 0)
+  let tail = 0;
+  for (let i = 0; i <= k; i++) {
+    if (i > 0) logC += Math.log(n - i + 1) - Math.log(i);
+    tail += Math.exp(logC - n * Math.LN2);
+  }
+  return Math.min(1, 2 * tail);
+}
+
+interface Series { label: string; points: Array<[number, number]> }
+
+export function svgPlot(series: Series[], opts: { title: string; width?: number; height?: number }): string {
+  const W = opts.width ?? 640, H = opts.height ?? 360, L = 56, R = 190, T = 36, B = 44;
+  const xs = series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = series.flatMap((s) => s.points.map((p) => p[1]));
+  const xMax = Math.max(1, ...xs);
+  const yMin = Math.max(0, Math.floor((Math.min(...ys, 1) * 100 - 5) / 10) * 10) / 100;
+  const yMax = Math.min(1, Math.ceil((Math.max(...ys, 0) * 100 + 5) / 10) * 10 / 100);
+  const px = (x: number) => L + (x / xMax) * (W - L - R);
+  const py = (y: number) => T + (1 - (y - yMin) / Math.max(1e-9, yMax - yMin)) * (H - T - B);
+  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2'];
+  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2 - R / 2}" y="20" text-anchor="middle" font-size="14">${opts.title}</text>`];
+  for (let t = Math.round(yMin * 10); t <= Math.round(yMax * 10); t++) {
+    const y = t / 10;
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${py(y)}" y2="${py(y)}" stroke="#ddd"/>`, `<text x="${L - 6}" y="${py(y) + 4}" text-anchor="end">${(y * 100).toFixed(0)}%</text>`);
+  }
+  for (let x = 0; x <= xMax; x++) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x === 0 ? 'SFT' : `iter ${x}`}</text>`);
+  out.push(`<text x="${L + (W - L - R) / 2}" y="${H - 8}" text-anchor="middle">iteration</text>`, `<text x="14" y="${T + (H - T - B) / 2}" transform="rotate(-90 14 ${T + (H - T - B) / 2})" text-anchor="middle">greedy pass@1 (held-out)</text>`);
+  series.forEach((s, i) => {
+    const c = colors[i % colors.length];
+    out.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ')}"/>`);
+    for (const [x, y] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${c}"/>`);
+    out.push(`<line x1="${W - R + 12}" x2="${W - R + 32}" y1="${T + 8 + i * 18}" y2="${T + 8 + i * 18}" stroke="${c}" stroke-width="2"/>`, `<text x="${W - R + 38}" y="${T + 12 + i * 18}">${s.label}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+export interface ReportInput { store: Store; state: ExperimentState; command: string; backend: string; machine: string }
+
+export function experimentReport(r: ReportInput): { markdown: string; svg: string } {
+  const { store, state } = r;
+  const evalsOf = (runId: string | undefined) => (runId ? store.listEvals(runId) : []);
+  const seeds = [...new Set(Object.keys(state.runs).map((k) => Number(k.split('/')[1])))].sort((a, b) => a - b);
+  const rows: string[] = [];
+  const series: Series[] = [];
+  const finalOutcomes = new Map<string, Map<string, boolean>>();
+  const header = '| method | seed | SFT | iter 1 | iter 2 | iter 3 | 95% CI (final) | pass@k (final) | turns | tool err | pairs/iter |';
+  rows.push(header, '|' + ' --- |'.repeat(11));
+  const sftEvals = seeds.map((s) => evalsOf(state.runs[`sft/${s}`]).find((e) => e.iteration === 0));
+  for (const [i, s] of seeds.entries()) {
+    const e = sftEvals[i];
+    if (e) rows.push(`| SFT | ${s} | ${pct(e.pass1)} | | | | ${pct(e.ci95[0])}–${pct(e.ci95[1])} | ${pct(e.passK)} | ${e.meanTurns.toFixed(2)} | ${pct(e.toolErrorRate)} | |`);
+  }
+  for (const arm of ARMS) {
+    const perSeed: number[][] = [];
+    for (const s of seeds) {
+      const runId = state.runs[`${arm.key}/${s}`];
+      if (!runId) continue;
+      const ev = evalsOf(runId).sort((a, b) => a.iteration - b.iteration);
+      const its = store.listIterations(runId);
+      const byIt = (t: number) => ev.find((e) => e.iteration === t);
+      const final = ev[ev.length - 1];
+      const sft = sftEvals[seeds.indexOf(s)];
+      const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, byIt(1)?.pass1 ?? null, byIt(2)?.pass1 ?? null, byIt(3)?.pass1 ?? null];
+      perSeed.push(curve.map((x) => x ?? NaN));
+      const pairs = its.filter((i) => i.iteration > 0).map((i) => i.pairs);
+      rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
+      if (final && s === seeds[0]) finalOutcomes.set(arm.key, new Map(final.problems.map((p) => [p.promptId, p.correct])));
+    }
+    if (perSeed.length) {
+      const mean = [0, 1, 2, 3].map((t) => perSeed.map((c) => c[t]!).filter((x) => !Number.isNaN(x)));
+      series.push({ label: arm.label + (perSeed.length > 1 ? ` (mean of ${perSeed.length})` : ''), points: mean.flatMap((xs, t) => (xs.length ? [[t, xs.reduce((a, b) => a + b, 0) / xs.length] as [number, number]] : [])) });
+    }
+  }
+  const paired: string[] = ['| A | B | A right, B wrong | A wrong, B right | McNemar p |', '| --- | --- | --- | --- | --- |'];
+  const cmp = (a: string, b: string) => {
+    const A = finalOutcomes.get(a), B = finalOutcomes.get(b);
+    if (!A || !B) return;
+    let bc = 0, cb = 0;
+    for (const [id, ok] of A) { const o = B.get(id); if (o === undefined) continue; if (ok && !o) bc++; if (!ok && o) cb++; }
+    paired.push(`| ${ARMS.find((x) => x.key === a)!.label} | ${ARMS.find((x) => x.key === b)!.label} | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
+  };
+  cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft');
+  const sftFirst = finalOutcomes.size && seeds.length ? evalsOf(state.runs[`mdpo/${seeds[0]}`]).find((e) => e.iteration === 0) : undefined;
+  if (sftFirst) {
+    const A = finalOutcomes.get('mdpo')!;
+    let bc = 0, cb = 0;
+    for (const p of sftFirst.problems) { const o = A.get(p.promptId); if (o === undefined) continue; if (o && !p.correct) bc++; if (!o && p.correct) cb++; }
+    paired.push(`| M-DPO (ref = previous), final | SFT | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
+  }
+  const svg = svgPlot(series, { title: `${state.preset}: held-out greedy pass@1 per iteration` });
+  const markdown = [
+    `# ${state.preset}: the paper's findings in miniature`,
+    '',
+    `Command: \`${r.command}\`  `,
+    `Seeds: ${seeds.join(', ')} · backend: ${r.backend} · machine: ${r.machine} · wall time: ${(state.wallSeconds / 60).toFixed(1)} min (started ${state.startedAt})`,
+    '',
+    '![pass@1 per iteration](paper-mini.svg)',
+    '',
+    '## Greedy pass@1 (%) on the held-out split',
+    '',
+    ...rows,
+    '',
+    '## Paired comparisons on the same held-out problems (final iteration, first seed)',
+    '',
+    ...paired,
+    '',
+    `Runs: ${Object.entries(state.runs).map(([k, v]) => `${k} → \`${v}\``).join(', ')}`,
+    '',
+  ].join('\n');
+  return { markdown, svg };
+}
