@@ -50,20 +50,38 @@ export function referenceMatMulSize(backend = tf.getBackend()): number {
   return backend === 'wasm' || backend === 'cpu' ? 1024 : 4096;
 }
 
+/** True where the process's CPU time measures the work (wasm, cpu: single-threaded kernels on this process). */
+const cpuTimed = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
+
 /**
- * Timed square matMuls on the active backend, in GFLOP/s. On GPUs several are queued and only one element of the
- * last is read back (the queue runs in order), so neither the 64 MB read-back nor one submit's latency is timed.
+ * Wall and process-CPU milliseconds of f. On a machine whose cores other processes share, wall time also counts
+ * their turns; this process's CPU time does not, so CPU backends report figures by both.
  */
-async function matMulGflops(a: tf.Tensor2D, b: tf.Tensor2D): Promise<number> {
-  const reps = tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu' ? 1 : 8;
+async function timed<T>(f: () => Promise<T>): Promise<{ value: T; wallMs: number; cpuMs: number }> {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
-  const cs: tf.Tensor[] = [];
-  for (let i = 0; i < reps; i++) cs.push(tf.matMul(a, b));
-  const one = tf.slice(cs.at(-1)! as tf.Tensor2D, [0, 0], [1, 1]);
-  await sync(one);
-  const ms = performance.now() - t0;
-  tf.dispose([...cs, one]);
-  return (reps * 2 * a.shape[0] * a.shape[1] * b.shape[1]) / ms / 1e6;
+  const value = await f();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { value, wallMs, cpuMs: (c.user + c.system) / 1000 };
+}
+
+/**
+ * Timed square matMuls on the active backend, in GFLOP/s by wall and CPU time. On GPUs several are queued and
+ * only one element of the last is read back (the queue runs in order), so neither the 64 MB read-back nor one
+ * submit's latency is timed.
+ */
+async function matMulGflops(a: tf.Tensor2D, b: tf.Tensor2D): Promise<{ wall: number; cpu: number }> {
+  const reps = cpuTimed() ? 1 : 8;
+  const { wallMs, cpuMs } = await timed(async () => {
+    const cs: tf.Tensor[] = [];
+    for (let i = 0; i < reps; i++) cs.push(tf.matMul(a, b));
+    const one = tf.slice(cs.at(-1)! as tf.Tensor2D, [0, 0], [1, 1]);
+    await sync(one);
+    tf.dispose([...cs, one]);
+  });
+  const flops = reps * 2 * a.shape[0] * a.shape[1] * b.shape[1];
+  return { wall: flops / wallMs / 1e6, cpu: flops / cpuMs / 1e6 };
 }
 
 /** Matmul FLOPs per token of a forward+backward pass: 6·(matmul parameters) + attention (PaLM's 12·L·T·C). */
@@ -118,26 +136,39 @@ const trainBench: Benchmark = {
     await step(); // warm-up: XNNPACK operator creation, kernel compilation on GPUs
     log(`bench train: warm-up step ${((performance.now() - t0) / 1000).toFixed(2)} s`);
     const stepMs: number[] = [];
+    const stepCpuMs: number[] = [];
     const mm: number[] = [];
+    const mmCpu: number[] = [];
     let loss = NaN;
+    const ref = async () => {
+      const r = await matMulGflops(a, b);
+      mm.push(r.wall);
+      mmCpu.push(r.cpu);
+    };
     for (let i = 0; i < steps; i++) {
-      mm.push(await matMulGflops(a, b));
-      const s0 = performance.now();
-      loss = await step();
-      stepMs.push(performance.now() - s0);
-      log(`bench train: step ${i + 1}/${steps} ${(stepMs.at(-1)! / 1000).toFixed(2)} s, loss ${loss.toFixed(3)}, matMul ${mm.at(-1)!.toFixed(1)} GFLOP/s`);
+      await ref();
+      const r = await timed(step);
+      loss = r.value;
+      stepMs.push(r.wallMs);
+      stepCpuMs.push(r.cpuMs);
+      log(`bench train: step ${i + 1}/${steps} ${(r.wallMs / 1000).toFixed(2)} s (CPU ${(r.cpuMs / 1000).toFixed(2)} s), loss ${loss.toFixed(3)}, matMul ${mm.at(-1)!.toFixed(1)} GFLOP/s`);
     }
-    mm.push(await matMulGflops(a, b));
+    await ref();
     const ms = median(stepMs);
     const tokensPerSec = (B * T) / (ms / 1000);
-    const gflops = (trainFlopsPerToken(config, T) * B * T) / ms / 1e6;
+    const flops = trainFlopsPerToken(config, T) * B * T;
+    const gflops = flops / ms / 1e6;
     const matmul = median(mm);
+    const cpuMs = median(stepCpuMs);
+    const cpu = cpuTimed()
+      ? { stepMs: round(cpuMs, 1), tokensPerSec: round((B * T) / (cpuMs / 1000), 0), gflops: round(flops / cpuMs / 1e6), matmulGflops: round(median(mmCpu)), ratio: round(flops / cpuMs / 1e6 / median(mmCpu), 3) }
+      : undefined;
     tf.dispose([a, b, ids, targets, ...m, ...v2]);
     model.dispose();
     return {
       preset, params: model.paramCount(), batch: B, seqLen: T, steps,
       stepMs: round(ms, 1), tokensPerSec: round(tokensPerSec, 0), gflops: round(gflops), matmulGflops: round(matmul),
-      matmulSize: n, ratio: round(gflops / matmul, 3), lastLoss: round(loss, 4),
+      matmulSize: n, ratio: round(gflops / matmul, 3), lastLoss: round(loss, 4), ...(cpu ? { cpu } : {}),
     };
   },
 };
@@ -158,26 +189,31 @@ const sampleBench: Benchmark = {
     }));
     await policy.generate(requests(B, 4)); // warm-up
     const cacheTps: number[] = [];
+    const cacheCpuTps: number[] = [];
     for (let i = 0; i < Math.max(1, Math.min(steps, 3)); i++) {
-      const t0 = performance.now();
-      const res = await policy.generate(requests(B, newTokens));
-      const n = res.reduce((s, r) => s + r.tokenIds.length, 0);
-      cacheTps.push(n / ((performance.now() - t0) / 1000));
-      log(`bench sample: KV cache ${cacheTps.at(-1)!.toFixed(0)} tokens/s (${n} tokens)`);
+      const r = await timed(() => policy.generate(requests(B, newTokens)));
+      const n = r.value.reduce((s, x) => s + x.tokenIds.length, 0);
+      cacheTps.push(n / (r.wallMs / 1000));
+      cacheCpuTps.push(n / (r.cpuMs / 1000));
+      log(`bench sample: KV cache ${cacheTps.at(-1)!.toFixed(0)} tokens/s (${cacheCpuTps.at(-1)!.toFixed(0)} per CPU second; ${n} tokens)`);
     }
     // Without the cache every new token re-runs the whole sequence; fewer tokens keep this short.
     const noCacheTokens = 16;
-    const t1 = performance.now();
-    const res = await policy.generate(requests(B, noCacheTokens), { noCache: true });
-    const n = res.reduce((s, r) => s + r.tokenIds.length, 0);
-    const noCacheTps = n / ((performance.now() - t1) / 1000);
-    log(`bench sample: no cache ${noCacheTps.toFixed(0)} tokens/s (${n} tokens)`);
+    const r = await timed(() => policy.generate(requests(B, noCacheTokens), { noCache: true }));
+    const n = r.value.reduce((s, x) => s + x.tokenIds.length, 0);
+    const noCacheTps = n / (r.wallMs / 1000);
+    const noCacheCpuTps = n / (r.cpuMs / 1000);
+    log(`bench sample: no cache ${noCacheTps.toFixed(0)} tokens/s (${noCacheCpuTps.toFixed(0)} per CPU second; ${n} tokens)`);
     policy.dispose();
     model.dispose();
     const withCache = median(cacheTps);
+    const cpu = cpuTimed()
+      ? { tokensPerSec: round(median(cacheCpuTps), 0), noCacheTokensPerSec: round(noCacheCpuTps, 0), speedup: round(median(cacheCpuTps) / noCacheCpuTps, 1) }
+      : undefined;
     return {
       preset, batch: B, promptTokens: promptLen, newTokens, tokensPerSec: round(withCache, 0),
       noCacheTokensPerSec: round(noCacheTps, 0), noCacheNewTokens: noCacheTokens, speedup: round(withCache / noCacheTps, 1),
+      ...(cpu ? { cpu } : {}),
     };
   },
 };
@@ -216,7 +252,7 @@ export function register(program: Command): void {
         results[b.name] = r;
         if (!o.json) {
           process.stdout.write(`${b.name}:\n`);
-          for (const [k, v] of Object.entries(r)) process.stdout.write(`  ${k.padEnd(22)} ${String(v)}\n`);
+          for (const [k, v] of Object.entries(r)) process.stdout.write(`  ${k.padEnd(22)} ${typeof v === "object" && v !== null ? JSON.stringify(v) : String(v)}\n`);
         }
       }
       if (o.json) process.stdout.write(`${JSON.stringify(results)}\n`);
