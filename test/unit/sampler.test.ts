@@ -45,16 +45,24 @@ describe('LocalPolicy sampling', () => {
   it('stops right after a stop string (kept in the output), at eos, and at maxTokens', async () => {
     const model = new GPT(presetConfig('tiny', tok.vocabSize), 12);
     const policy = new LocalPolicy(model, tok);
-    const [free] = await policy.generate([req('xyz', { maxTokens: 30 })]);
-    // Pick a stop that first completes at token k of the free-running greedy output.
-    const k = 6;
-    const stop = free!.text.length >= k ? tok.decode(free!.tokenIds.slice(k - 3, k)) : '';
-    if (stop && !tok.decode(free!.tokenIds.slice(0, k - 1)).includes(stop)) {
-      const [s] = await policy.generate([req('xyz', { maxTokens: 30, stop: ['never-appears', stop] })]);
-      assert.equal(s!.finishReason, 'stop');
-      assert.deepEqual(s!.tokenIds, free!.tokenIds.slice(0, k));
-      assert.ok(s!.text.endsWith(stop));
+    // Find a two-character ASCII stop that first completes at token k of some free-running greedy output.
+    let found: { prompt: string; k: number; stop: string; ids: number[] } | null = null;
+    for (const prompt of ['xyz', 'hello there', '2+2=', 'abc', 'The answer is']) {
+      const [free] = await policy.generate([req(prompt, { maxTokens: 40 })]);
+      const ids = free!.tokenIds;
+      for (let k = 2; k < ids.length && !found; k++) {
+        const ascii = (id: number) => id >= 32 && id < 127;
+        if (!ascii(ids[k - 1]!) || !ascii(ids[k]!)) continue;
+        const stop = String.fromCharCode(ids[k - 1]!, ids[k]!);
+        if (!tok.decode(ids.slice(0, k)).includes(stop)) found = { prompt, k, stop, ids };
+      }
+      if (found) break;
     }
+    assert.ok(found, 'test setup: no greedy output with two ASCII tokens in a row');
+    const [s] = await policy.generate([req(found.prompt, { maxTokens: 40, stop: ['never-appears', found.stop] })]);
+    assert.equal(s!.finishReason, 'stop');
+    assert.deepEqual(s!.tokenIds, found.ids.slice(0, found.k + 1));
+    assert.ok(s!.text.endsWith(found.stop));
     // Force the model to emit one id: zero the final norm's gain and point its bias at that id's embedding.
     const force = (id: number) => tf.tidy(() => {
       const C = model.config.nEmbd;

@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { GPT } from './gpt';
-import { gelu, layerNorm, matMul2d } from './layers';
+import { gelu, geluRef, layerNorm, matMul2d } from './layers';
 import { hostView } from './hostOps';
 import { KVStore } from './attendKernel';
 
@@ -271,7 +271,7 @@ export class HostKVDecoder implements Decoder {
     const xt = tf.tensor2d(x, [rows, x.length / rows]);
     let y = tf.fused.matMul({ a: xt, b: w as P2, bias: b });
     if (act) {
-      const g = gelu(y);
+      const g = geluRef(y); // no gradient here: the plain ops skip the custom-gradient bookkeeping
       y.dispose();
       y = g as P2;
     }
