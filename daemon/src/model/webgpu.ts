@@ -73,12 +73,61 @@ export function installWebgpuGlobals(): { icd: ApplyGpuIcdResult } {
  */
 export function loadTfjsWebgpu(): Record<string, number | boolean> {
   try {
-    require('@tensorflow/tfjs-backend-webgpu');
+    const mod = require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend?: { prototype: object } };
+    if (process.env.MATHAGENT_WEBGPU_UPLOAD !== 'staging') patchUploads(mod.WebGPUBackend?.prototype);
   } catch (e) {
     const code = (e as { code?: string }).code;
     throw new Error(code === 'MODULE_NOT_FOUND' ? 'package @tensorflow/tfjs-backend-webgpu is not installed' : `loading @tensorflow/tfjs-backend-webgpu failed: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
   }
   return configureTfjsWebgpu();
+}
+
+interface TensorDataLike { dtype: string; shape: number[]; values: ArrayLike<number> | null; resource: unknown }
+interface WebgpuBackendLike {
+  tensorMap: { get(id: object): TensorDataLike | undefined };
+  bufferManager: { acquireBuffer(size: number, usage: number): unknown };
+  queue: { writeBuffer(buffer: unknown, offset: number, data: ArrayBuffer, dataOffset: number, size: number): void };
+  uploadToGPU(dataId: object): void;
+}
+
+/**
+ * Upload CPU values with `queue.writeBuffer` into a pooled buffer instead of tfjs's default, which creates (and
+ * destroys after the next submit) a fresh MAP_WRITE staging buffer for every upload. Measured on an H100 (Dawn
+ * 0.6, driver 580): each tfjs op cost ~1.2-1.9 ms, almost all of it in Dawn's createBuffer and queue.submit
+ * (CPU profile), while raw Dawn dispatches cost 8-66 µs; every op with a JS scalar (`tf.mul(x, 0.9)`) or fresh
+ * ids/positions uploads. writeBuffer is ordered on the queue before the next submit, and a pooled buffer is never
+ * referenced by the not-yet-submitted encoder (tfjs frees buffers into the pool only at submit), so it is safe.
+ * MATHAGENT_WEBGPU_UPLOAD=staging turns this off.
+ */
+export function patchUploads(proto: object | undefined): boolean {
+  const p = proto as (WebgpuBackendLike & { __mathagentUploads?: boolean }) | undefined;
+  if (!p || typeof p.uploadToGPU !== 'function' || p.__mathagentUploads) return false;
+  const original = p.uploadToGPU;
+  const usageBits = (globalThis as unknown as { GPUBufferUsage?: { STORAGE: number; COPY_SRC: number; COPY_DST: number } }).GPUBufferUsage;
+  if (!usageBits) return false;
+  const usage = usageBits.STORAGE | usageBits.COPY_SRC | usageBits.COPY_DST;
+  p.uploadToGPU = function (this: WebgpuBackendLike, dataId: object): void {
+    const td = this.tensorMap.get(dataId);
+    if (!td || td.resource != null || td.values == null || !['float32', 'int32', 'bool'].includes(td.dtype)) {
+      original.call(this, dataId);
+      return;
+    }
+    const n = td.shape.reduce((a, b) => a * b, 1);
+    if (n === 0) {
+      original.call(this, dataId);
+      return;
+    }
+    const v = td.values;
+    const arr = td.dtype === 'float32'
+      ? (v instanceof Float32Array ? v : Float32Array.from(v))
+      : (v instanceof Int32Array ? v : Int32Array.from(v));
+    const buffer = this.bufferManager.acquireBuffer(n * 4, usage);
+    this.queue.writeBuffer(buffer, 0, arr.buffer as ArrayBuffer, arr.byteOffset, n * 4);
+    td.values = null;
+    td.resource = buffer;
+  };
+  p.__mathagentUploads = true;
+  return true;
 }
 
 /**
