@@ -56,7 +56,11 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     }
   };
   reg('mathagent.connect', () => connectAndReport(() => conn.connect(), `Connecting to the MathAgent daemon at ${conn.url}…`));
-  reg('mathagent.startLocalDaemon', () => connectAndReport(() => conn.startLocalDaemon(), 'Starting a local MathAgent daemon…'));
+  reg('mathagent.startLocalDaemon', () => connectAndReport(async () => {
+    // Only when none answers: a daemon already on the configured address is used as it is.
+    try { await conn.connect(); void vscode.window.showInformationMessage(`MathAgent: a daemon already answers at ${conn.url}.`); return; } catch { /* none: start one */ }
+    await conn.startLocalDaemon();
+  }, 'Starting a local MathAgent daemon…'));
 
   // ---------------------------------------------------------------------------------------- runs
   async function pickRun(title: string, filter: (s: string) => boolean = () => true): Promise<string | undefined> {

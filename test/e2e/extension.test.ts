@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { connectClient, readTokenFile, type DaemonClient } from '../../daemon/src/server/client';
-import { ROOT, pick, runCommand, setup, sleep, startCodeServer, startDaemon, webview, writeSettings, type CodeServer, type Proc } from './harness';
+import { ROOT, pick, runCommand, setup, sleep, startCodeServer, startDaemon, webview, type CodeServer, type Proc } from './harness';
 
 const SKIP = process.env.MATHAGENT_SKIP_E2E === '1';
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'e2e');
@@ -176,7 +176,10 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     await screenshot(p, 'compare', 'light');
 
     // Dark theme: the same panels again (switching tabs also exercises the webviews' state restore).
-    writeSettings(cs.userDir, settings(THEMES.dark));
+    await runCommand(p, 'Preferences: Color Theme');
+    await p.locator('.quick-input-widget input.input').fill(THEMES.dark);
+    await p.locator('.quick-input-widget .monaco-list-row', { hasText: THEMES.dark }).first().waitFor({ timeout: 10_000 });
+    await p.keyboard.press('Enter');
     await p.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
     for (const [tab, name, ready] of [['Compare', 'compare', '.badge'], ['Metrics', 'metrics', '.chart svg'], ['Trajectory', 'trajectory', '#turn-indicator'], ...(pairs.length ? [['Pair', 'pair', '[data-testid="divergence"]']] : [])] as const) {
       await p.locator('.tabs-container .tab', { hasText: tab }).first().click();
@@ -186,6 +189,16 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     }
     await screenshot(p, 'runs-view', 'dark');
     mark('screenshots written to test-artifacts/e2e');
+
+    // A window reload brings the panels back through their serializers, from the state the webviews saved.
+    await p.reload();
+    await p.locator('.monaco-workbench').waitFor({ timeout: 120_000 });
+    await p.locator('.tabs-container .tab', { hasText: 'Trajectory' }).first().click({ timeout: 60_000 });
+    const restored = webview(p).locator('#turn-indicator');
+    await restored.waitFor({ timeout: 60_000 });
+    assert.equal(await restored.innerText(), `Turn 2 / ${h0.turns}`, 'the trajectory panel came back at turn 2 after a reload');
+    assert.equal(await webview(p).locator('.trajectory').getAttribute('data-id'), h0.id);
+    mark('panels restored after a window reload');
   } catch (e) {
     if (page) await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => {});
     const logs = [daemon && `--- daemon ---\n${daemon.proc.tail()}`, cs && `--- code-server ---\n${cs.proc.tail()}`].filter(Boolean).join('\n');

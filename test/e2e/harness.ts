@@ -114,10 +114,12 @@ export async function runCommand(page: Page, title: string, opts: { attempts?: n
     await input.waitFor({ state: 'visible', timeout: 10_000 });
     await input.fill(`>${title}`);
     // The palette can open before the extension registered its commands: Escape and retry.
-    const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: title }).first();
+    // The row whose label is exactly the title (fuzzy matching can rank another command first).
+    const exact = new RegExp(`^\\s*${title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`);
+    const row = page.locator('.quick-input-widget .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: exact }) }).first();
     try {
       await row.waitFor({ state: 'visible', timeout: 2500 });
-      await page.keyboard.press('Enter');
+      await row.click();
       return;
     } catch {
       await page.keyboard.press('Escape');
