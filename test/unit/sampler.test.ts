@@ -155,3 +155,24 @@ describe('LocalPolicy sampling', () => {
     model.dispose();
   });
 });
+
+describe('device-side sampling', () => {
+  it('the tensor decoder (sampling on the device) picks what the host decoder (sampling on the CPU) picks', async () => {
+    const model = new GPT(presetConfig('tiny', tok.vocabSize), 16);
+    const reqs = [
+      req('one', { temperature: 1, topP: 1, seed: 1, maxTokens: 24 }),
+      req('two two', { temperature: 0.7, topP: 0.9, seed: 2, maxTokens: 24 }),
+      req('three', { temperature: 0, seed: 3, maxTokens: 24 }),
+      req('four', { temperature: 1.5, topP: 0.5, seed: 4, maxTokens: 24 }),
+    ];
+    const host = await new LocalPolicy(model, tok, { decoder: 'host' }).generate(reqs);
+    const dev = await new LocalPolicy(model, tok, { decoder: 'tensor' }).generate(reqs);
+    dev.forEach((d, b) => {
+      assert.deepEqual(d.tokenIds, host[b]!.tokenIds, `row ${b}`);
+      d.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - host[b]!.logprobs[t]!) < 2e-4));
+    });
+    // top-p 0.5 on a near-uniform untrained model keeps few tokens: the row's picks are among the likeliest.
+    assert.ok(host[3]!.logprobs.every((lp) => lp > Math.log(1 / tok.vocabSize) - 0.5));
+    model.dispose();
+  });
+});

@@ -54,32 +54,32 @@ export function sampleToken(logits: Float32Array, off: number, V: number, temper
       total += e;
     }
   }
-  let id = -1;
+  // Top-p: keep tokens at least as likely as the last one of the smallest prefix (by decreasing p) whose mass
+  // reaches topP; then pick by inverse CDF in id order (the same rule as sampleOnDevice in sampler.ts).
+  let pMin = 0;
   if (topP < 1) {
     const order = Array.from({ length: V }, (_, j) => j).sort((a, b) => scratch[b]! - scratch[a]!);
-    let kept = 0;
-    let k = 0;
-    while (k < V && (k === 0 || kept < topP * total)) kept += scratch[order[k++]!]!;
-    let u = rng() * kept;
-    for (let i = 0; i < k; i++) {
-      u -= scratch[order[i]!]!;
-      if (u < 0) {
-        id = order[i]!;
-        break;
-      }
+    let before = 0;
+    for (let k = 0; k < V; k++) {
+      const pk = scratch[order[k]!]!;
+      if (before >= topP * total) break;
+      pMin = pk;
+      before += pk;
     }
-    if (id < 0) id = order[k - 1]!;
-  } else {
-    let u = rng() * total;
-    for (let j = 0; j < V; j++) {
-      u -= scratch[j]!;
-      if (u < 0 && scratch[j]! > 0) {
-        id = j;
-        break;
-      }
-    }
-    if (id < 0) id = arg; // rounding left u ≥ 0 at the end
   }
+  let kept = 0;
+  for (let j = 0; j < V; j++) if (scratch[j]! >= pMin) kept += scratch[j]!;
+  let u = rng() * kept;
+  let id = -1;
+  for (let j = 0; j < V; j++) {
+    if (scratch[j]! < pMin) continue;
+    u -= scratch[j]!;
+    if (u < 0) {
+      id = j;
+      break;
+    }
+  }
+  if (id < 0) id = arg; // rounding left u ≥ 0 at the end
   return { id, logprob: logits[off + id]! - lse };
 }
 
@@ -153,12 +153,21 @@ export class LocalPolicy implements Policy {
     const decoder = this.makeDecoder(maxNew, !!opts.noCache);
     try {
       await decoder.start(reqs.map((r) => r.promptTokenIds));
+      const spec = { temperature: Float32Array.from(reqs, (r) => r.temperature), topP: Float32Array.from(reqs, (r) => r.topP), uniform: new Float32Array(B) };
       for (let step = 0; step < maxNew; step++) {
-        const logits = await decoder.logits();
+        // Decoders whose logits live on a GPU sample there and send back only ids and logprobs.
+        let onDevice: { ids: Int32Array; logprobs: Float32Array } | null = null;
+        let logits: Float32Array | null = null;
+        if (decoder.sample) {
+          for (let b = 0; b < B; b++) spec.uniform[b] = active[b] && reqs[b]!.temperature > 0 ? rngs[b]!() : 0;
+          onDevice = await decoder.sample(spec);
+        } else logits = await decoder.logits();
         for (let b = 0; b < B; b++) {
           if (!active[b]) continue;
           const r = reqs[b]!;
-          const { id, logprob } = sampleToken(logits, b * V, V, r.temperature, r.topP, rngs[b]!, scratch);
+          const { id, logprob } = onDevice
+            ? { id: onDevice.ids[b]!, logprob: onDevice.logprobs[b]! }
+            : sampleToken(logits!, b * V, V, r.temperature, r.topP, rngs[b]!, scratch);
           ids[b]!.push(id);
           lps[b]!.push(logprob);
           opts.onToken?.(b, id, logprob);

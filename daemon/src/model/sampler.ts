@@ -29,7 +29,55 @@ export interface Decoder {
    * can skip them; their logits are ignored either way.
    */
   step(tokens: Int32Array, active: Uint8Array): Promise<void>;
+  /**
+   * Sample every row on the device and read back only the ids and their logprobs (decoders whose logits live
+   * off the CPU). Same rule as sampleToken in localPolicy.ts, given the same uniforms.
+   */
+  sample?(spec: SampleSpec): Promise<{ ids: Int32Array; logprobs: Float32Array }>;
   dispose(): void;
+}
+
+/** Per-row sampling parameters: temperature (0 = greedy), top-p, and the row's uniform draw in [0, 1). */
+export interface SampleSpec {
+  temperature: Float32Array;
+  topP: Float32Array;
+  uniform: Float32Array;
+}
+
+/**
+ * Device-side sampling from logits [B, V]: one small read-back per step (ids and logprobs) instead of the
+ * logits. The rule (shared with the host's sampleToken): p = softmax(logits / T); with top-p, keep the tokens
+ * whose probability is at least that of the last token of the smallest prefix (by decreasing p) whose mass
+ * reaches top-p; pick by inverse CDF over the kept tokens in id order at u · (kept mass); T = 0 is argmax.
+ * The logprob is log softmax(logits) of the pick (untempered).
+ */
+export async function sampleOnDevice(logits: tf.Tensor2D, spec: SampleSpec): Promise<{ ids: Int32Array; logprobs: Float32Array }> {
+  const [B, V] = logits.shape;
+  // Float masks and arithmetic selects only: the wasm backend's select/one-hot kernels mishandle some dtypes.
+  const out = tf.tidy(() => {
+    const temp = tf.tensor2d(spec.temperature, [B, 1]);
+    const greedy = tf.cast(tf.lessEqual(temp, 0), 'float32'); // [B, 1]
+    const p = tf.softmax(tf.div(logits, tf.add(temp, greedy))); // T = 0 rows divide by 1 (their pick is argmax)
+    let q = p;
+    if (spec.topP.some((x) => x < 1)) {
+      const topP = tf.tensor2d(spec.topP, [B, 1]);
+      const sorted = tf.topk(p, V, true).values;
+      const before = tf.sub(tf.cumsum(sorted, 1), sorted); // mass of the likelier tokens
+      const kept = tf.cast(tf.less(before, topP), 'float32');
+      const pMin = tf.min(tf.add(sorted, tf.mul(tf.sub(1, kept), 2)), 1, true);
+      q = tf.mul(p, tf.cast(tf.greaterEqual(p, pMin), 'float32'));
+    }
+    const cum = tf.cumsum(q, 1);
+    const target = tf.mul(tf.tensor2d(spec.uniform, [B, 1]), tf.sum(q, 1, true));
+    const picked = tf.minimum(tf.sum(tf.cast(tf.lessEqual(cum, target), 'float32'), 1), V - 1);
+    const g = tf.reshape(greedy, [B]);
+    const ids = tf.add(tf.mul(g, tf.cast(tf.argMax(logits, 1), 'float32')), tf.mul(tf.sub(1, g), picked)) as tf.Tensor1D;
+    const lp = tf.sum(tf.mul(tf.logSoftmax(logits), tf.cast(tf.oneHot(tf.cast(ids, 'int32'), V), 'float32')), 1);
+    return tf.concat([ids, lp]);
+  });
+  const v = (await out.data()) as Float32Array;
+  out.dispose();
+  return { ids: Int32Array.from(v.subarray(0, B)), logprobs: Float32Array.from(v.subarray(B)) };
 }
 
 type P2 = tf.Tensor2D;
@@ -137,6 +185,10 @@ export class TensorKVDecoder implements Decoder {
   async logits(): Promise<Float32Array> {
     this.view ??= (await this.out!.data()) as Float32Array;
     return this.view;
+  }
+
+  sample(spec: SampleSpec): Promise<{ ids: Int32Array; logprobs: Float32Array }> {
+    return sampleOnDevice(this.out!, spec);
   }
 
   async step(tokens: Int32Array, _active: Uint8Array): Promise<void> {
