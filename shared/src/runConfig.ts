@@ -31,6 +31,37 @@ export const PAPER_VALUES: Record<string, string> = {
 
 const d = <T extends z.ZodTypeAny>(s: T, text: string) => s.describe(text);
 
+/** One OpenAI-compatible server of a remote policy. Keys are read from a file: run configs are stored. */
+export const EndpointConfig = z.strictObject({
+  url: d(z.string().min(1), 'Base URL, e.g. http://127.0.0.1:8000 (with or without /v1).'),
+  concurrency: d(z.number().int().min(1).optional(), 'Most requests in flight on this endpoint (default: policy.concurrency).'),
+  apiKeyFile: d(z.string().optional(), 'File holding the bearer token (e.g. the daemon token file for `mathagent serve`).'),
+});
+
+export const PolicyConfig = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('openai'),
+    endpoints: d(z.array(EndpointConfig).min(1), 'The servers of the pool.'),
+    model: d(z.string().nullable().default(null), 'Model id sent with each request; null = the first id of GET /v1/models.'),
+    template: d(z.enum(['mathagent', 'gemma', 'tora']).default('mathagent'), 'Chat template of the served model (gemma/tora: the paper\'s formats).'),
+    concurrency: d(z.number().int().min(1).default(8), 'Default requests in flight per endpoint.'),
+    timeoutMs: d(z.number().int().min(1).default(120_000), 'Time limit of one request (ms).'),
+    retries: d(z.number().int().min(0).default(3), 'Retries of a failed request (with exponential back-off, on another endpoint when one is healthy).'),
+    tokenizer: d(z.string().default('byte'), 'Tokenizer for prompts, observations and text-only results: byte (with the template\'s specials) or a MathAgent checkpoint folder.'),
+    sendTokenIds: d(z.boolean().default(false), 'Send prompts as token ids (only when the tokenizer is the server\'s own).'),
+  }),
+]);
+export type PolicyConfig = z.infer<typeof PolicyConfig>;
+
+export const ExternalTrainerConfig = z.strictObject({
+  command: d(z.string().min(1), 'Shell command run per iteration; placeholders {pairs} (TRL jsonl), {pairs_openrlhf}, {iteration}, {prev_checkpoint}, {out_dir}, {run_dir}.'),
+  serve: d(z.string().nullable().default(null), 'Shell command that serves {checkpoint} on {port} (e.g. `vllm serve {checkpoint} --port {port}`); the pool is pointed at it once GET /v1/models answers.'),
+  endpoint: d(z.string().nullable().default(null), 'Instead of serve: a fixed endpoint that serves the new checkpoint.'),
+  readyTimeoutMs: d(z.number().int().min(1).default(600_000), 'How long to wait for the served checkpoint to answer (ms).'),
+});
+export type ExternalTrainerConfig = z.infer<typeof ExternalTrainerConfig>;
+
 export const RunConfig = z.strictObject({
   name: d(z.string().default('run'), 'A name for the run, shown in the Runs view.'),
   seed: d(z.number().int().default(1), 'Seed for data generation, sampling and initialisation.'),
@@ -72,6 +103,7 @@ export const RunConfig = z.strictObject({
   }).prefault({}),
   tool: z.strictObject({
     python: d(z.boolean().default(false), 'Enable the Python tool (runs code in a python3 subprocess; a risk on shared hosts).'),
+    pythonTimeoutMs: d(z.number().int().min(1).default(20_000), 'Time limit of one Python tool call, earlier cells re-run included (ms).'),
   }).prefault({}),
   train: z.strictObject({
     beta: d(z.number().positive().default(0.1), 'β (the paper\'s η): KL regularisation strength in M-DPO / M-KTO.'),
@@ -94,6 +126,8 @@ export const RunConfig = z.strictObject({
     evalTemperature: d(z.number().min(0).max(2).default(0.7), 'Temperature for pass@k samples.'),
     everySteps: d(z.number().int().min(0).default(0), 'Also evaluate every K training steps (0 = once per iteration).'),
   }).prefault({}),
+  policy: d(PolicyConfig.default({ kind: 'local' }), 'Who samples trajectories: local (this daemon\'s model) or openai (a pool of OpenAI-compatible servers: vLLM, SGLang, llama.cpp, `mathagent serve`).'),
+  externalTrainer: d(ExternalTrainerConfig.nullable().default(null), 'Train each iteration with an external command (TRL, OpenRLHF) instead of in the daemon; needs policy.kind "openai". null = train in the daemon.'),
 });
 export type RunConfig = z.infer<typeof RunConfig>;
 export type RunConfigInput = z.input<typeof RunConfig>;

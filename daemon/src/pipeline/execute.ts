@@ -25,6 +25,9 @@ import { summarizeEval } from './stats';
 import { hashSeed } from './rng';
 import { toHeader, trajectoryId } from './headers';
 import type { Engine, ModelHandle, TrainSequence } from './engine';
+import { PythonTool, pythonRiskMessage, withPython } from '../env/pythonTool';
+import { OpenAIPolicy, resolveTokenizer } from '../policy';
+import { ExternalTrainer, type ExternalStepState } from './externalTrainer';
 
 /** What the run has committed so far (stored as the run's resume state). */
 export interface ResumeState {
@@ -40,7 +43,12 @@ export interface ResumeState {
   sftEvaluated: boolean;
   /** Global optimiser step counter (for metric x-axes across iterations). */
   step: number;
+  /** The external trainer's last finished step (config `externalTrainer`). */
+  external?: ExternalStepState | null;
 }
+
+/** Stands in for the local model when a remote policy samples (nothing to load or dispose). */
+const REMOTE_MODEL: ModelHandle = { dispose() { /* the model lives on the servers */ } };
 
 export interface ExecuteDeps {
   store: Store;
@@ -68,17 +76,42 @@ export async function executeRun(runId: string, config: RunConfig, deps: Execute
 class Execution {
   private readonly template: ChatTemplate;
   private readonly tools: SandboxPool;
+  /** The mathjs pool, with python cells sent to the Python tool when `tool.python` is on. */
+  private readonly toolProvider: Pick<SandboxPool, 'session'>;
+  private readonly python: PythonTool | null;
+  /** Remote policy (config `policy.kind: "openai"`): samples and evaluates instead of the local model. */
+  private readonly remote: OpenAIPolicy | null;
+  private readonly external: ExternalTrainer | null;
   private st: ResumeState;
   private policyModel: ModelHandle | null = null;
 
   constructor(private readonly runId: string, private readonly cfg: RunConfig, private readonly d: ExecuteDeps) {
-    this.template = getTemplate('mathagent');
-    this.tools = new SandboxPool({ timeoutMs: cfg.limits.toolTimeoutMs });
+    const pc = cfg.policy;
+    if (pc.kind === 'openai' && !cfg.externalTrainer && cfg.iterations > 0) {
+      throw new Error('policy.kind "openai" trains through externalTrainer (the model lives on the servers); set externalTrainer, or iterations: 0 to only sample and evaluate');
+    }
+    if (cfg.externalTrainer && pc.kind !== 'openai') throw new Error('externalTrainer needs policy.kind "openai": the checkpoint it trains is sampled through a server');
+    this.template = getTemplate(pc.kind === 'openai' ? pc.template : 'mathagent');
     this.st = { ...initialState(), ...(d.store.getRunState<ResumeState>(runId) ?? {}) };
+    this.tools = new SandboxPool({ timeoutMs: cfg.limits.toolTimeoutMs });
+    this.python = cfg.tool.python ? new PythonTool({ timeoutMs: cfg.tool.pythonTimeoutMs }) : null;
+    this.toolProvider = this.python ? withPython(this.tools, this.python) : this.tools;
+    this.remote = pc.kind === 'openai' ? new OpenAIPolicy({
+      endpoints: pc.endpoints, model: pc.model, template: this.template, tokenizer: resolveTokenizer(pc.tokenizer, this.template), sendTokenIds: pc.sendTokenIds,
+      pool: { concurrency: pc.concurrency, timeoutMs: pc.timeoutMs, retries: pc.retries }, log: (line) => this.log(line, 'warn'),
+    }) : null;
+    this.external = cfg.externalTrainer && this.remote && pc.kind === 'openai' ? new ExternalTrainer(cfg.externalTrainer, {
+      runDir: d.runDir, pool: this.remote.pool, policy: this.remote, apiKeyFile: pc.endpoints[0]?.apiKeyFile, signal: d.signal,
+      log: (level, message) => this.d.emit({ type: 'log', runId: this.runId, level, message }),
+      getState: () => this.st.external ?? null, setState: (external) => this.commit({ external }),
+    }) : null;
   }
 
   async close(): Promise<void> {
     this.policyModel?.dispose();
+    this.remote?.dispose();
+    this.python?.close();
+    await this.external?.close();
     await this.tools.close();
   }
 
@@ -126,8 +159,16 @@ class Execution {
 
   async run(): Promise<void> {
     const { engine } = this.d;
-    // SFT stage (iteration 0).
-    if (!this.st.policyCheckpoint) {
+    if (this.python) this.log(pythonRiskMessage(this.python.info(), this.python.timeoutMs), 'warn');
+    if (this.remote) {
+      // The served model is the starting policy: no local model, no SFT stage.
+      this.policyModel = REMOTE_MODEL;
+      if (this.st.policyCheckpoint === null) this.commit({ policyCheckpoint: this.cfg.model.init ?? '', iteration: 1, phase: 'start' });
+      // A restarted daemon lost the server it had started for the latest trained checkpoint: start it again.
+      const ex = this.st.external;
+      if (this.external && ex?.step === 'served') await this.external.serve(ex.checkpoint, ex.iteration);
+    } else if (!this.st.policyCheckpoint) {
+      // SFT stage (iteration 0).
       const model = this.cfg.model.init ? await engine.load(resolveCheckpoint(this.cfg.model.init)) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
       const context = engine.contextLength(model);
       if (context < this.cfg.limits.maxTrajectoryTokens) {
@@ -210,7 +251,8 @@ class Execution {
       this.commit({ phase: 'paired' });
     }
     this.checkAbort();
-    // 3. Train against the reference, then save the new policy.
+    // 3. Train against the reference, then save the new policy (or hand the pairs to the external trainer).
+    if (this.st.phase === 'paired' && this.external) await this.trainExternal(t, trajs);
     if (this.st.phase === 'paired') {
       const byId = new Map(trajs.map((x) => [x.id, x]));
       const pairs = store.listPairs(this.runId, t).map((p) => ({ chosen: byId.get(p.chosenId)!, rejected: byId.get(p.rejectedId)! })).filter((p) => p.chosen && p.rejected);
@@ -261,11 +303,22 @@ class Execution {
     this.commit({ iteration: t + 1, phase: 'start' });
   }
 
+  private async trainExternal(t: number, trajs: Trajectory[]): Promise<void> {
+    const byId = new Map(trajs.map((x) => [x.id, x]));
+    const pairs = this.d.store.listPairs(this.runId, t).map((p) => ({ chosen: byId.get(p.chosenId)!, rejected: byId.get(p.rejectedId)! })).filter((p) => p.chosen && p.rejected);
+    this.d.store.upsertIteration({ runId: this.runId, iteration: t, stage: 'train' });
+    this.status('train', t, null);
+    const path = await this.external!.trainIteration(t, pairs, this.st.policyCheckpoint || null);
+    this.d.store.addCheckpoint({ runId: this.runId, iteration: t, path, metrics: {} });
+    this.commit({ phase: 'trained', previousCheckpoint: this.st.policyCheckpoint, policyCheckpoint: path });
+  }
+
   private async sample(t: number, problems: Problem[], policyModel: ModelHandle): Promise<void> {
     const { store, engine } = this.d;
     const { samplesPerPrompt: n, previousPolicyShare } = this.cfg.sampling;
     const done = new Set(store.listTrajectories(this.runId, t, 'train').map((x) => x.id));
-    const nPrev = this.st.previousCheckpoint ? Math.round(n * previousPolicyShare) : 0;
+    // Mixture sampling needs the previous model locally; a remote pool serves only the current one.
+    const nPrev = this.st.previousCheckpoint && !this.remote ? Math.round(n * previousPolicyShare) : 0;
     const items: Array<RolloutItem & { fromPrevious: boolean }> = [];
     for (const problem of problems) {
       for (let k = 0; k < n; k++) {
@@ -281,7 +334,7 @@ class Execution {
     for (const [fromPrevious, group] of groups) {
       if (!group.length) continue;
       const model = fromPrevious ? await engine.load(this.st.previousCheckpoint!) : policyModel;
-      const policy = engine.policy(model, fromPrevious ? `iter${t - 2}` : `iter${t - 1}`);
+      const policy = this.remote ?? engine.policy(model, fromPrevious ? `iter${t - 2}` : `iter${t - 1}`);
       try {
         await this.rollout(policy, group, { temperature: this.cfg.sampling.temperature, seed: hashSeed(this.cfg.seed, 'sample', t, fromPrevious ? 1 : 0) }, 'train', () => p.report(++count));
       } finally { if (model !== policyModel) model.dispose(); }
@@ -296,7 +349,7 @@ class Execution {
     return rollout(policy, items, {
       template: this.template, maxTurns: limits.maxTurns, maxTurnTokens: limits.maxTurnTokens, maxTrajectoryTokens: limits.maxTrajectoryTokens,
       temperature: o.temperature, topP: sampling.topP, batchSize: sampling.batchSize, seed: o.seed, python: this.cfg.tool.python, signal: this.d.signal,
-    }, this.tools, {
+    }, this.toolProvider, {
       onStart: (item) => { if (store) this.d.emit({ type: 'trajectory/started', runId: this.runId, trajectoryId: item.id, iteration: item.iteration, promptId: item.problem.id, question: item.problem.question, split }); },
       onTurn: (id, turn) => { if (store && byId.has(id)) this.d.emit({ type: 'trajectory/turn', runId: this.runId, trajectoryId: id, turn }); },
       onFinish: (traj) => {
@@ -313,7 +366,7 @@ class Execution {
     const { store, engine } = this.d;
     const problems = this.problems('eval', this.cfg.data.evalPrompts);
     const k = this.cfg.eval.passK;
-    const policy = engine.policy(model, `iter${t}`);
+    const policy = this.remote ?? engine.policy(model, `iter${t}`);
     const greedyItems = problems.map((problem) => ({ id: trajectoryId(this.runId, t, problem.id, 0, 'eval'), runId: this.runId, iteration: t, sampleIndex: 0, problem }));
     const kItems = k > 1 ? problems.flatMap((problem) => Array.from({ length: k }, (_, s) => ({ id: `${trajectoryId(this.runId, t, problem.id, s + 1, 'eval')}:k`, runId: this.runId, iteration: t, sampleIndex: s + 1, problem }))) : [];
     const total = greedyItems.length + kItems.length;
