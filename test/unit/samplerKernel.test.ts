@@ -30,18 +30,21 @@ describe('decode attention kernel', () => {
       const lens = Int32Array.from([0, 17, 39]);
       const kv: number[][][][] = []; // [slab][t] -> [k, v]
       const row = new Float32Array(3 * C);
+      const q = store.q;
+      for (let i = 0; i < q.length; i++) q[i] = rnd();
       for (let b = 0; b < B; b++) {
         for (let t = 0; t <= lens[b]!; t++) {
-          for (let i = 0; i < row.length; i++) row[i] = rnd() * (t === 5 ? 20 : 1); // a large score tests the max shift
+          // Keys before lens[b] go in with put(); the last one is appended by attend() from the query row.
+          const last = t === lens[b]!;
+          const src = last ? q.subarray(b * 3 * C, (b + 1) * 3 * C) : row;
+          if (!last) for (let i = 0; i < row.length; i++) row[i] = rnd() * (t === 5 ? 20 : 1); // a large score tests the max shift
           for (let h = 0; h < H; h++) {
-            store.put(1, b * H + h, t, row, C + h * hd, 2 * C + h * hd);
-            (kv[b * H + h] ??= [])[t] = [Array.from(row.subarray(C + h * hd, C + (h + 1) * hd)), Array.from(row.subarray(2 * C + h * hd, 2 * C + (h + 1) * hd))];
+            if (!last) store.put(1, b * H + h, t, row, C + h * hd, 2 * C + h * hd);
+            (kv[b * H + h] ??= [])[t] = [Array.from(src.subarray(C + h * hd, C + (h + 1) * hd)), Array.from(src.subarray(2 * C + h * hd, 2 * C + (h + 1) * hd))];
           }
         }
       }
-      const q = store.q;
-      for (let i = 0; i < q.length; i++) q[i] = rnd();
-      store.attend(1, 3 * C, lens, Uint8Array.from([1, 1, 1]), B, H, 0.17);
+      store.attend(1, 3 * C, lens, Uint8Array.from([1, 1, 1]), B, H, 0.17, { k: C, v: 2 * C });
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < H; h++) {
           const slab = kv[b * H + h]!;

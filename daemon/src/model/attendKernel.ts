@@ -84,8 +84,10 @@ export class KVStore {
   /**
    * Attention of layer `layer` for every row b (slabs b·H .. b·H+H-1) over its first lens[b] + extra[b] keys;
    * queries are read from `q` (row stride qStride, heads contiguous), results go to `out` [B, H·hd].
+   * With `append`, rows with extra[b] = 1 first store their new key and value, read from the same `q` row at
+   * offsets append.k and append.v, as key lens[b] (so the caller needs no separate put()).
    */
-  attend(layer: number, qStride: number, lens: Int32Array, extra: Uint8Array, B: number, H: number, scale: number): void {
+  attend(layer: number, qStride: number, lens: Int32Array, extra: Uint8Array, B: number, H: number, scale: number, append?: { k: number; v: number }): void {
     const { hd, cap } = this;
     if (B * H > this.slabs) throw new Error(`KVStore.attend: ${B}x${H} slabs requested, ${this.slabs} allocated`);
     const C = H * hd;
@@ -98,12 +100,23 @@ export class KVStore {
       const ex = this.exports;
       for (let b = 0; b < B; b++) {
         const n = lens[b]! + extra[b]!;
+        const row = this.qOff + b * qStride;
+        const doAppend = append && extra[b];
         for (let h = 0; h < H; h++) {
           const slab = (b * H + h) * cap * hd;
-          ex.attend(4 * (this.qOff + b * qStride + h * hd), 4 * (kOff + slab), 4 * (vOff + slab), 4 * (this.outOff + b * C + h * hd), 4 * this.scOff, n, hd, cap, scale);
+          const kNew = doAppend ? 4 * (row + append.k + h * hd) : 0;
+          const vNew = doAppend ? 4 * (row + append.v + h * hd) : 0;
+          ex.attend(4 * (row + h * hd), 4 * (kOff + slab), 4 * (vOff + slab), 4 * (this.outOff + b * C + h * hd), 4 * this.scOff, n, hd, cap, kNew, vNew, scale);
         }
       }
       return;
+    }
+    if (append) {
+      for (let b = 0; b < B; b++) {
+        if (!extra[b]) continue;
+        const row = this.qOff + b * qStride;
+        for (let h = 0; h < H; h++) this.put(layer, b * H + h, lens[b]!, this.heap, row + append.k + h * hd, row + append.v + h * hd);
+      }
     }
     attendRowsJs(this.heap, this.qOff, qStride, kOff, vOff, this.outOff, this.scOff, lens, extra, B, H, hd, cap, scale);
   }
@@ -112,7 +125,7 @@ export class KVStore {
 const align4 = (x: number) => (x + 3) & ~3;
 
 interface AttendExports {
-  attend(q: number, kt: number, v: number, out: number, scores: number, n: number, hd: number, cap: number, scale: number): void;
+  attend(q: number, kt: number, v: number, out: number, scores: number, n: number, hd: number, cap: number, kNew: number, vNew: number, scale: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined;

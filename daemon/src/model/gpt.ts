@@ -58,7 +58,7 @@ export function validateConfig(c: GPTConfig): void {
   if (!(c.initStd > 0)) throw new Error(`GPT config: initStd must be > 0, got ${String(c.initStd)}`);
 }
 
-/** How attention is computed: per-(sequence, head) 2-D matMuls (fast on wasm/cpu) or batched (GPU). */
+/** How attention is computed: per-(sequence, head) 2-D matMuls (fast on wasm/cpu) or batched (GPU, short sequences). */
 export type AttentionImpl = 'auto' | 'perHead' | 'batched';
 
 /** Internal forward options used by the sampler. */
@@ -71,7 +71,7 @@ let instanceCount = 0;
 
 export class GPT {
   readonly config: GPTConfig;
-  /** Attention implementation; 'auto' picks perHead on wasm/cpu and batched elsewhere. */
+  /** Attention implementation; 'auto' picks perHead on wasm/cpu for sequences of 64+ tokens, batched otherwise. */
   attention: AttentionImpl = 'auto';
   private readonly names: string[] = [];
   private readonly vars = new Map<string, tf.Variable>();
@@ -168,7 +168,8 @@ export class GPT {
     const { nLayer, nHead, lnEps } = this.config;
     const p = (n: string) => this.vars.get(n)! as tf.Tensor as tf.Tensor2D;
     const v1 = (n: string) => this.vars.get(n)! as tf.Tensor as tf.Tensor1D;
-    const perHead = this.attention === 'perHead' || (this.attention === 'auto' && isHostBackend());
+    // Per-head 2-D matMuls win on wasm/cpu once the [T, T] products outweigh ~8 tfjs ops per head (T ≳ 64).
+    const perHead = this.attention === 'perHead' || (this.attention === 'auto' && isHostBackend() && T >= 64);
     const bias = this.causalBias(T);
     return tf.tidy(() => {
       const positions = tf.tidy(() => tf.reshape(tf.tile(tf.range(0, T, 1, 'int32').expandDims(0), [B, 1]), [B * T]) as tf.Tensor1D);

@@ -359,12 +359,8 @@ export class HostKVDecoder implements Decoder {
       layerNormRows(x, host[`h.${i}.ln1.g`]!, host[`h.${i}.ln1.b`]!, lnBuf, B, C, lnEps);
       const store = this.store!;
       const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv, undefined, store.q);
-      // Append k, v at each row's own position, then attend over that row's cache.
-      for (let b = 0; b < B; b++) {
-        if (!act[b]) continue;
-        for (let h = 0; h < H; h++) store.put(i, b * H + h, this.len[b]!, qkv, b * 3 * C + C + h * hd, b * 3 * C + 2 * C + h * hd);
-      }
-      store.attend(i, 3 * C, this.len, act, B, H, 1 / Math.sqrt(hd));
+      // Append k, v at each active row's own position, then attend over that row's cache (one kernel call).
+      store.attend(i, 3 * C, this.len, act, B, H, 1 / Math.sqrt(hd), { k: C, v: 2 * C });
       const proj = this.matmul(store.out, B, w.wo, w.bo);
       for (let j = 0; j < x.length; j++) x[j]! += proj[j]!;
       layerNormRows(x, host[`h.${i}.ln2.g`]!, host[`h.${i}.ln2.b`]!, lnBuf, B, C, lnEps);

@@ -2,9 +2,11 @@
  * A tiny WebAssembly assembler for the one SIMD kernel the sampler needs (attendKernel.ts), written as code
  * so the repository holds no opaque binary. It emits a module that imports `env.memory` and exports
  *
- *   attend(q, kt, v, out, scores, n, hd, cap, scale)   (byte addresses; n keys; hd and cap multiples of 16)
+ *   attend(q, kt, v, out, scores, n, hd, cap, kNew, vNew, scale)
+ *     (byte addresses; n keys; hd and cap multiples of 16; kNew = 0: nothing to append)
  *
- * which computes, for one (row, head): s_t = scale·(q·k_t) for t < n, p = softmax(s), out = Σ_t p_t·v_t.
+ * which first stores the new key/value (at kNew/vNew) as key n − 1 when kNew ≠ 0, then computes, for one
+ * (row, head): s_t = scale·(q·k_t) for t < n, p = softmax(s), out = Σ_t p_t·v_t.
  * exp() is a degree-6 polynomial after range reduction by ln 2 (relative error < 1e-6 for the x ≤ 0 that a
  * max-subtracted softmax feeds it), vectorised over 4 scores at a time.
  */
@@ -15,7 +17,7 @@ const op = {
   block: 0x02, loop: 0x03, br: 0x0c, brIf: 0x0d, end: 0x0b,
   localGet: 0x20, localSet: 0x21, localTee: 0x22,
   f32Load: 0x2a, f32Store: 0x38, i32Const: 0x41, f32Const: 0x43,
-  i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Shl: 0x74, i32ShrU: 0x76,
+  i32Eqz: 0x45, i32GeS: 0x4e, i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32And: 0x71, i32Shl: 0x74, i32ShrU: 0x76,
   f32Nearest: 0x90, f32Add: 0x92, f32Sub: 0x93, f32Mul: 0x94, f32Div: 0x95, f32Max: 0x97,
   i32TruncF32S: 0xa8, f32ReinterpretI32: 0xbe,
 } as const;
@@ -66,11 +68,11 @@ const vzero = v(simd.const, ...new Array(16).fill(0));
 /** while (a < b) { body }: `cond` must push the i32 "stop" condition. */
 const whileLoop = (stop: number[], body: number[]) => [op.block, VOID, op.loop, VOID, ...stop, op.brIf, 1, ...body, op.br, 0, op.end, op.end];
 
-// Locals: params 0..8, then ours.
-const Q = 0, KT = 1, Vp = 2, OUT = 3, SC = 4, N = 5, HD = 6, CAP = 7, SCALE = 8;
-const T = 9, D = 10, P = 11, HDB = 12, N4 = 13, N16 = 14, QP = 15, G = 16; // i32 (G = hd·16: bytes per group of 4 keys)
-const S = 17, MX = 18, Z = 19, X = 20, NN = 21; // f32
-const A0 = 22, VMX = 26, VX = 27, VN = 28, VZ = 29, QS = 30; // v128 (A0..A3 = 22..25)
+// Locals: params 0..10, then ours.
+const Q = 0, KT = 1, Vp = 2, OUT = 3, SC = 4, N = 5, HD = 6, CAP = 7, KNEW = 8, VNEW = 9, SCALE = 10;
+const T = 11, D = 12, P = 13, HDB = 14, N4 = 15, N16 = 16, QP = 17, G = 18; // i32 (G = hd·16: bytes per group of 4 keys)
+const S = 19, MX = 20, Z = 21, X = 22, NN = 23; // f32
+const A0 = 24, VMX = 28, VX = 29, VN = 30, VZ = 31, QS = 32; // v128 (A0..A3 = 24..27)
 
 const LOG2E = 1.4426950408889634, LN2_HI = 0.693145751953125, LN2_LO = 1.428606765330187e-6;
 const POLY = [1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1, 1]; // Horner, highest degree first
@@ -127,6 +129,20 @@ function attendBody(): number[] {
   const c: number[] = [];
   c.push(...get(HD), ...i32c(2), op.i32Shl, ...set(HDB), ...get(HD), ...i32c(4), op.i32Shl, ...set(G));
   c.push(...get(N), ...i32c(15), op.i32Add, ...i32c(-16), op.i32And, ...set(N16));
+  // 0. when kNew ≠ 0, first store the new key and value at position n − 1
+  c.push(op.block, VOID, ...get(KNEW), op.i32Eqz, op.brIf, 0);
+  c.push(...get(N), ...i32c(1), op.i32Sub, ...set(T));
+  c.push(...get(KT), ...get(T), ...i32c(2), op.i32ShrU, ...get(G), op.i32Mul, op.i32Add, ...get(T), ...i32c(3), op.i32And, ...i32c(2), op.i32Shl, op.i32Add, ...set(P));
+  c.push(...i32c(0), ...set(D));
+  c.push(...whileLoop([...get(D), ...get(HDB), op.i32GeS], [
+    ...get(P), ...get(D), ...i32c(2), op.i32Shl, op.i32Add, ...get(KNEW), ...get(D), op.i32Add, op.f32Load, ...memarg(2), op.f32Store, ...memarg(2),
+    ...incr(D, i32c(4)),
+  ]));
+  c.push(...get(Vp), ...get(T), ...get(HDB), op.i32Mul, op.i32Add, ...set(P), ...i32c(0), ...set(D));
+  c.push(...whileLoop([...get(D), ...get(HDB), op.i32GeS], [
+    ...get(P), ...get(D), op.i32Add, ...get(VNEW), ...get(D), op.i32Add, ...vload, ...vstore, ...incr(D, i32c(16)),
+  ]));
+  c.push(op.end);
   // 1. scores for keys [0, n16): s_t = scale·Σ_d q_d·kt[d][t]  (keys ≥ n are computed and ignored)
   c.push(...i32c(0), ...set(T));
   c.push(...whileLoop([...get(T), ...get(N16), op.i32GeS], [
@@ -183,7 +199,7 @@ function attendBody(): number[] {
 
 /** The module's bytes (validated and compiled by attendKernel.ts). */
 export function buildAttendModule(): Uint8Array<ArrayBuffer> {
-  const type = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32], [I32], [F32]]), ...vec([])];
+  const type = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32], [I32], [I32], [I32], [F32]]), ...vec([])];
   const locals = vec([[...uleb(8), I32], [...uleb(5), F32], [...uleb(9), V128]]);
   const body = [...locals, ...attendBody()];
   const bytes = [
