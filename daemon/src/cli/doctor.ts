@@ -95,8 +95,10 @@ export function checkNode(version: string): Check {
 }
 
 function adapterText(a: AdapterInfo): string {
-  const name = a.description || a.device || 'unknown device';
-  return `${name}${a.vendor || a.architecture ? ` (${[a.vendor, a.architecture].filter(Boolean).join(', ')})` : ''}`;
+  // Dawn on NVIDIA: device 'nvidia-h100-80gb-hbm3', description 'NVIDIA: 580.159.04 ...' (the driver version).
+  const name = a.device || a.description || 'unknown device';
+  const extra = [a.vendor, a.architecture, a.device && a.description && a.description !== a.device ? a.description : ''].filter(Boolean);
+  return `${name}${extra.length ? ` (${extra.join(', ')})` : ''}`;
 }
 
 async function webgpuReport(deps: DoctorDeps, icd: ApplyGpuIcdResult): Promise<BackendReport> {

@@ -60,7 +60,9 @@ export function installWebgpuGlobals(): { icd: ApplyGpuIcdResult } {
     }
     Object.assign(globalThis, mod.globals);
     // Node 21+ has a read-only global navigator; define the property instead of assigning it.
-    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu: mod.create([]) }, configurable: true, writable: true });
+    // MATHAGENT_DAWN_FLAGS: Dawn options for experiments, space-separated (e.g. 'disable-dawn-features=...').
+    const flags = (process.env.MATHAGENT_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean);
+    Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu: mod.create(flags) }, configurable: true, writable: true });
   }
   installed = { icd };
   return installed;
