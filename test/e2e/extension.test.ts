@@ -15,11 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { connectClient, readTokenFile, type DaemonClient } from '../../daemon/src/server/client';
-import { ROOT, pick, runCommand, setup, sleep, startCodeServer, startDaemon, webview, type CodeServer, type Proc } from './harness';
+import { ROOT, notifications, pick, runCommand, setup, sleep, startCodeServer, startDaemon, webview, type CodeServer, type Proc } from './harness';
 
 const SKIP = process.env.MATHAGENT_SKIP_E2E === '1';
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'e2e');
-const THEMES = { light: 'Default Light Modern', dark: 'Default Dark Modern' } as const;
+const LIGHT_THEME = 'Default Light Modern';
 
 test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, screenshots', { skip: SKIP ? 'MATHAGENT_SKIP_E2E=1' : false, timeout: 25 * 60_000 }, async (t) => {
   const t0 = Date.now();
@@ -56,7 +56,7 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
       'extensions.ignoreRecommendations': true, 'security.workspace.trust.enabled': false, 'window.restoreWindows': 'none',
       'workbench.enableExperiments': false, 'chat.disableAIFeatures': true, 'workbench.secondarySideBar.defaultVisibility': 'hidden',
     });
-    cs = await startCodeServer(prereqs, dir, vsix, settings(THEMES.light), workspace);
+    cs = await startCodeServer(prereqs, dir, vsix, settings(LIGHT_THEME), workspace);
     mark('code-server up');
 
     browser = await chromium.launch({ executablePath: prereqs.chromium, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -177,9 +177,10 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
 
     // Dark theme: the same panels again (switching tabs also exercises the webviews' state restore).
     await runCommand(p, 'Preferences: Color Theme');
-    await p.locator('.quick-input-widget input.input').fill(THEMES.dark);
-    await p.locator('.quick-input-widget .monaco-list-row', { hasText: THEMES.dark }).first().waitFor({ timeout: 10_000 });
-    await p.keyboard.press('Enter');
+    // The picker lists themes by label ("Dark Modern"); the setting value is "Default Dark Modern".
+    await p.locator('.quick-input-widget input.input').fill('Dark Modern');
+    const themeRow = p.locator('.quick-input-widget .monaco-list-row').filter({ has: p.locator('.label-name', { hasText: /^\s*(Default )?Dark Modern\s*$/ }) }).first();
+    await themeRow.click({ timeout: 10_000 });
     await p.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
     for (const [tab, name, ready] of [['Compare', 'compare', '.badge'], ['Metrics', 'metrics', '.chart svg'], ['Trajectory', 'trajectory', '#turn-indicator'], ...(pairs.length ? [['Pair', 'pair', '[data-testid="divergence"]']] : [])] as const) {
       await p.locator('.tabs-container .tab', { hasText: tab }).first().click();
@@ -200,7 +201,9 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     assert.equal(await webview(p).locator('.trajectory').getAttribute('data-id'), h0.id);
     mark('panels restored after a window reload');
   } catch (e) {
-    if (page) await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => {});
+    let toasts: string[] = [];
+    if (page) { await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => {}); toasts = await notifications(page); }
+    if (toasts.length) (e as Error).message += `\nnotifications on screen:\n${toasts.join('\n')}`;
     const logs = [daemon && `--- daemon ---\n${daemon.proc.tail()}`, cs && `--- code-server ---\n${cs.proc.tail()}`].filter(Boolean).join('\n');
     throw new Error(`${(e as Error).message}\n${logs}`, { cause: e });
   } finally {

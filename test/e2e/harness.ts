@@ -143,8 +143,10 @@ export async function pick(page: Page, title: string, text: string | null, filte
     await row.waitFor({ state: 'visible', timeout: 30_000 });
     await row.click();
   } else {
-    await page.locator('.quick-input-widget .monaco-list-row').first().waitFor({ state: 'visible', timeout: 30_000 });
-    await page.keyboard.press('Enter');
+    // Click rather than Enter: the mouse may rest over the list, and the active row is then not the first one.
+    const first = page.locator('.quick-input-widget .monaco-list-row').first();
+    await first.waitFor({ state: 'visible', timeout: 30_000 });
+    await first.click();
   }
 }
 
@@ -152,4 +154,9 @@ export async function pick(page: Page, title: string, text: string | null, filte
 export function webview(page: Page): FrameLocator {
   // Hidden panels are torn down (no retainContextWhenHidden), so the last ready webview is the visible one.
   return page.locator('iframe.webview.ready').last().contentFrame().frameLocator('iframe#active-frame');
+}
+
+/** Texts of the notifications on screen (for failure messages). */
+export async function notifications(page: Page): Promise<string[]> {
+  return page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts().catch(() => []);
 }
