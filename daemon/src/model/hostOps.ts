@@ -35,10 +35,20 @@ export function hostView(t: tf.Tensor): Float32Array {
   throw new Error(`hostView: backend '${name}' keeps tensors off the CPU; use the tensor code path`);
 }
 
-/** Make a float32 tensor whose values `fill` writes in place (on wasm straight into the heap). */
+interface WasmOutputBackend {
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+}
+
+/**
+ * Make a float32 tensor whose values `fill` writes in place. On wasm the memory comes straight from the heap
+ * and is NOT initialised (tf.zeros would build a JS array and copy it in): `fill` must write every element,
+ * or clear `dst` first. Take views of input tensors inside `fill`: allocating may grow (and move) the heap.
+ */
 export function hostTensor<R extends tf.Rank>(shape: number[], fill: (dst: Float32Array) => void): tf.Tensor<R> {
   if (tf.getBackend() === 'wasm') {
-    const out = tf.zeros(shape) as unknown as tf.Tensor<R>;
+    const be = tf.backend();
+    const info = (be as unknown as WasmOutputBackend).makeOutput(shape, 'float32');
+    const out = tf.engine().makeTensorFromTensorInfo(info, be) as tf.Tensor<R>;
     fill(hostView(out));
     return out;
   }

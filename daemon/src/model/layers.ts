@@ -32,6 +32,7 @@ function columnSum(dy: tf.Tensor2D): tf.Tensor1D {
   if (!isHost()) return tf.sum(dy, 0);
   const [N, W] = dy.shape;
   return hostTensor<tf.Rank.R1>([W], (dst) => {
+    dst.fill(0);
     const src = hostView(dy);
     for (let r = 0; r < N; r++) {
       const o = r * W;
@@ -49,9 +50,16 @@ function rowBlock(x: tf.Tensor2D, r0: number, n: number, transpose: boolean): tf
       dst.set(src.subarray(r0 * W, (r0 + n) * W));
       return;
     }
-    for (let r = 0; r < n; r++) {
-      const s = (r0 + r) * W;
-      for (let c = 0; c < W; c++) dst[c * n + r] = src[s + c]!;
+    // 32 x 32 tiles keep both the rows read and the rows written in cache.
+    for (let rt = 0; rt < n; rt += 32) {
+      const re = Math.min(rt + 32, n);
+      for (let ct = 0; ct < W; ct += 32) {
+        const ce = Math.min(ct + 32, W);
+        for (let r = rt; r < re; r++) {
+          const s = (r0 + r) * W;
+          for (let c = ct; c < ce; c++) dst[c * n + r] = src[s + c]!;
+        }
+      }
     }
   });
 }
@@ -157,6 +165,7 @@ export function embed(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
         if (b === 'wasm' || b === 'cpu') {
           const idv = ids.dataSync();
           return hostTensor<tf.Rank.R2>([V, C], (dst) => {
+            dst.fill(0);
             const src = hostView(d);
             for (let n = 0; n < idv.length; n++) {
               const o = idv[n]! * C;
