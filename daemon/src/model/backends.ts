@@ -48,6 +48,33 @@ async function activate(name: string): Promise<void> {
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') returned false`);
   await tf.ready();
+  if (name === 'wasm') shareIdentityOnWasm();
+}
+
+let identityShared = false;
+
+/**
+ * The wasm backend's Identity kernel (tf.clone, and the clone that tf.customGrad keeps of every tensor a
+ * custom gradient saves for its backward pass) copies the data. Tensors are immutable and the wasm backend
+ * reference-counts data, as its own Reshape does, so share the data instead: a training step of the `small`
+ * preset otherwise copies every saved activation (~50 MB) once more.
+ */
+function shareIdentityOnWasm(): void {
+  if (identityShared) return;
+  const original = tf.getKernel('Identity', 'wasm');
+  if (!original) return;
+  identityShared = true;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs.x as tf.TensorInfo;
+      if (x.dtype === 'string') return original.kernelFunc(args);
+      (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
 }
 
 async function tryWebgpu(): Promise<void> {
