@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { diagnoseDawnOutput, probeWebgpuAdapter } from '../../daemon/src/model/webgpu';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import '@tensorflow/tfjs-backend-cpu';
+import { diagnoseDawnOutput, probeWebgpuAdapter, registerDeviceReductionGradients } from '../../daemon/src/model/webgpu';
 
 // What Dawn 0.6 and the Vulkan loader printed on real hosts (this CPU box without libvulkan / without a driver,
 // and the H100 with the stock GLX manifest).
@@ -97,4 +100,25 @@ test('probeWebgpuAdapter: a missing dawn.node and a hung driver are reported, ne
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('device-side Sum/Mean gradients equal the hand-computed ones (cpu backend), every axis form', async () => {
+  await tf.setBackend('cpu');
+  registerDeviceReductionGradients();
+  const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+  const w = tf.tensor2d([[1, -1, 2], [0.5, 3, -2]]);
+  const grad = (f: (t: tf.Tensor) => tf.Tensor) => tf.grad((t: tf.Tensor) => f(t))(x).arraySync();
+  // d/dx sum(x ⊙ w) = w; mean over all 6 elements: w / 6.
+  assert.deepEqual(grad((t) => tf.sum(tf.mul(t, w))), [[1, -1, 2], [0.5, 3, -2]]);
+  const m = grad((t) => tf.mean(tf.mul(t, w))) as number[][];
+  m.flat().forEach((v, i) => assert.ok(Math.abs(v - [1, -1, 2, 0.5, 3, -2][i]! / 6) < 1e-7));
+  // sum over axis 1 then weighted by [2, 3] per row: row r gets c_r everywhere.
+  const c = tf.tensor1d([2, 3]);
+  assert.deepEqual(grad((t) => tf.sum(tf.mul(tf.sum(t, 1), c))), [[2, 2, 2], [3, 3, 3]]);
+  // mean over axis 0 with keepDims, weighted by [1, 2, 4]: each column j gets c_j / 2.
+  const c2 = tf.tensor2d([[1, 2, 4]]);
+  assert.deepEqual(grad((t) => tf.sum(tf.mul(tf.mean(t, 0, true), c2))), [[0.5, 1, 2], [0.5, 1, 2]]);
+  // mean over negative axis -1 of x²: d = 2x / 3.
+  const sq = grad((t) => tf.sum(tf.mean(tf.square(t), -1))) as number[][];
+  sq.flat().forEach((v, i) => assert.ok(Math.abs(v - (2 * (i + 1)) / 3) < 1e-6));
 });
