@@ -36,6 +36,7 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
   assert.equal(pack.status, 0, `packaging the extension failed:\n${pack.stdout}\n${pack.stderr}`);
   mark('built and packaged');
 
+  rmSync(ARTIFACTS, { recursive: true, force: true });
   mkdirSync(ARTIFACTS, { recursive: true });
   const workspace = join(dir, 'workspace');
   mkdirSync(workspace, { recursive: true });
@@ -159,14 +160,17 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     await screenshot(p, 'metrics', 'light');
 
     const lastIt = final.iterations[final.iterations.length - 1]!.iteration;
+    // The smoke model is weak: often every sample of a prompt is wrong and no pair is built. The panel then
+    // says so (and the screenshot shows that state).
     const pairs = (await api.request('pair/list', { runId })).pairs;
-    if (pairs.length) {
-      const it = pairs[pairs.length - 1]!.iteration;
-      await runCommand(p, 'MathAgent: Compare Pair');
-      await pick(p, 'Pairs of which iteration', `Iteration ${it}`, `Iteration ${it}`);
-      await webview(p).locator('[data-testid="divergence"]').waitFor({ timeout: 30_000 });
-      await screenshot(p, 'pair', 'light');
-    } else t.diagnostic('no pairs in this smoke run: pair panel not captured');
+    const pairIt = pairs.length ? pairs[pairs.length - 1]!.iteration : lastIt;
+    const pairReady = pairs.length ? '[data-testid="divergence"]' : '.error-box';
+    await runCommand(p, 'MathAgent: Compare Pair');
+    await pick(p, 'Pairs of which iteration', `Iteration ${pairIt}`, `Iteration ${pairIt}`);
+    await webview(p).locator(pairReady).waitFor({ timeout: 30_000 });
+    if (!pairs.length) assert.match(await webview(p).locator('.error-box').innerText(), /has no pairs yet/);
+    await screenshot(p, 'pair', 'light');
+    t.diagnostic(`${pairs.length} pairs in this smoke run`);
 
     await runCommand(p, 'MathAgent: Compare Iterations');
     await pick(p, 'the later iteration (b)', `Iteration ${lastIt}`, `Iteration ${lastIt}`);
@@ -182,7 +186,7 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     const themeRow = p.locator('.quick-input-widget .monaco-list-row').filter({ has: p.locator('.label-name', { hasText: /^\s*(Default )?Dark Modern\s*$/ }) }).first();
     await themeRow.click({ timeout: 10_000 });
     await p.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
-    for (const [tab, name, ready] of [['Compare', 'compare', '.badge'], ['Metrics', 'metrics', '.chart svg'], ['Trajectory', 'trajectory', '#turn-indicator'], ...(pairs.length ? [['Pair', 'pair', '[data-testid="divergence"]']] : [])] as const) {
+    for (const [tab, name, ready] of [['Compare', 'compare', '.badge'], ['Metrics', 'metrics', '.chart svg'], ['Trajectory', 'trajectory', '#turn-indicator'], ['Pair', 'pair', pairReady]] as const) {
       await p.locator('.tabs-container .tab', { hasText: tab }).first().click();
       await webview(p).locator(ready).first().waitFor({ timeout: 30_000 });
       if (name === 'trajectory') assert.match(await webview(p).locator('#turn-indicator').innerText(), /^Turn 2 \//, 'the panel came back at turn 2');

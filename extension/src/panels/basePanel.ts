@@ -32,6 +32,8 @@ export abstract class BasePanel implements vscode.Disposable {
   private ready = false;
   private queue: ToWebview[] = [];
   private subs: vscode.Disposable[] = [];
+  /** Shown again after a webview reload, until content replaces it. */
+  private lastError: string | undefined;
   protected disposed = false;
 
   constructor(readonly panel: vscode.WebviewPanel, readonly kind: PanelKind, protected readonly ctx: PanelContext) {
@@ -47,7 +49,12 @@ export abstract class BasePanel implements vscode.Disposable {
       wv.onDidReceiveMessage((raw: unknown) => {
         const m = FromWebview.safeParse(raw);
         if (!m.success) { ctx.log.warn(`${kind} panel: dropped an invalid message from the webview`); return; }
-        if (m.data.type === 'ready') { this.ready = true; this.flush(); void this.resend(); return; }
+        if (m.data.type === 'ready') {
+          this.ready = true;
+          this.flush();
+          void Promise.resolve(this.resend()).then(() => { if (this.lastError) this.post({ type: 'error', message: this.lastError }); });
+          return;
+        }
         if (m.data.type === 'log') { (m.data.level === 'error' ? ctx.log.error : ctx.log.info).call(ctx.log, `[${kind} webview] ${m.data.message}`); return; }
         Promise.resolve(this.onMessage(m.data)).catch((e) => this.fail(e));
       }),
@@ -59,6 +66,7 @@ export abstract class BasePanel implements vscode.Disposable {
   protected post(msg: ToWebview): void {
     const ok = ToWebview.safeParse(msg);
     if (!ok.success) { this.ctx.log.error(`${this.kind} panel: refused to send an invalid ${msg.type} message: ${ok.error.issues[0]?.path.join('.')} ${ok.error.issues[0]?.message}`); return; }
+    if (msg.type !== 'error') this.lastError = undefined;
     if (!this.ready) { this.queue.push(msg); return; }
     void this.panel.webview.postMessage(msg);
   }
@@ -73,6 +81,7 @@ export abstract class BasePanel implements vscode.Disposable {
     const message = e instanceof Error ? e.message : String(e);
     this.ctx.log.error(`${this.kind} panel: ${message}`);
     this.post({ type: 'error', message });
+    this.lastError = message;
   }
 
   /** The webview (re)loaded: send what the panel shows. */
