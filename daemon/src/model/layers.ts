@@ -350,7 +350,7 @@ function mergeHeadsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col:
  * hand-written backward in which every matMul has M = T rows and a small [T, hd] or [hd, T] right operand.
  * (XNNPACK re-packs the right operand on every call: a [T, T] right operand with only hd rows on the left
  * would spend as long packing as multiplying.) With s = 1/√hd:
- *   S = (sQ)·Kᵀ, P = softmax(S + mask), O = P·V;          saved: Pᵀ, qkv, O
+ *   S = (sQ)·Kᵀ, P = softmax(S + mask), O = P·V;          saved: Pᵀ, sQ, V, qkv, O
  *   dV = Pᵀ·dO, dPᵀ = V·dOᵀ, r = rowsum(dO ⊙ O) (= rowsum(dP ⊙ P)), dSᵀ = Pᵀ ⊙ (dPᵀ − r),
  *   dK = dSᵀ·(sQ), dQ = s·(dSᵀ)ᵀ·K.
  */
@@ -361,32 +361,33 @@ export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: 
   const H = nHead;
   const f = tf.customGrad((input, save) => {
     const x = input as tf.Tensor2D;
-    const probsT: tf.Tensor2D[] = [];
+    const keep: tf.Tensor2D[] = []; // for the backward: Pᵀ, sQ and V of every (sequence, head)
     const value = tf.tidy(() => {
       const q = splitHeads(x, 0, B, T, H, hd, false, scale);
       const kt = splitHeads(x, C, B, T, H, hd, true);
       const v = splitHeads(x, 2 * C, B, T, H, hd, false);
       const outs = q.map((qi, i) => {
         const p = tf.softmax(tf.add(tf.matMul(qi, kt[i]!), bias)) as tf.Tensor2D;
-        probsT.push(tf.keep(tf.transpose(p)));
+        keep.push(tf.keep(tf.transpose(p)));
         return tf.matMul(p, v[i]!) as tf.Tensor2D;
       });
+      keep.push(...q.map((t) => tf.keep(t)), ...v.map((t) => tf.keep(t)));
       return hostTensor<tf.Rank.R2>([B * T, C], (dst) => mergeHeadsInto(dst, C, outs, 0, B, T, H, hd, false));
     });
-    (save as tf.GradSaveFunc)([x, value, ...probsT]);
-    // save() keeps clones (shared memory); drop our references so the probabilities die with the tape.
-    for (const p of probsT) p.dispose();
+    (save as tf.GradSaveFunc)([x, value, ...keep]);
+    // save() keeps clones (shared memory); drop our references so these die with the tape.
+    for (const t of keep) t.dispose();
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, out, ...pT] = saved as tf.Tensor2D[];
+        const [sx, out, ...rest] = saved as tf.Tensor2D[];
+        const n = B * H;
+        const pT = rest.slice(0, n), qs = rest.slice(n, 2 * n), v = rest.slice(2 * n, 3 * n);
         const d = dy as tf.Tensor2D;
         return tf.tidy(() => {
           const dO = splitHeads(d, 0, B, T, H, hd, false);
           const dOt = splitHeads(d, 0, B, T, H, hd, true);
-          const qs = splitHeads(sx!, 0, B, T, H, hd, false, scale);
           const k = splitHeads(sx!, C, B, T, H, hd, false);
-          const v = splitHeads(sx!, 2 * C, B, T, H, hd, false);
           // r[b, h, t] = dO·O for each query row: the softmax backward's row sums, without forming dP ⊙ P.
           const r: tf.Tensor2D[] = [];
           for (let b = 0; b < B; b++) {
