@@ -55,8 +55,8 @@ describe('custom-gradient layers', () => {
     const ours = grads((x, w, b) => linear(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), [x, w, b]);
     const ref = grads((x, w, b) => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b), [x, w, b]);
     ours.forEach((g, i) => close(g, ref[i]!, 1e-4, `linear grad ${i}`));
-    // in > out takes the (dyᵀ·x)ᵀ path; 600 rows span two 512-row blocks.
-    const h = rnd([600, 40], 5);
+    // in > out takes the other operand order; 4200 rows span two 4096-row blocks.
+    const h = rnd([4200, 40], 5);
     const ours2 = grads((h, w2) => linear(h as tf.Tensor2D, w2 as tf.Tensor2D), [h, w2]);
     const ref2 = grads((h, w2) => tf.matMul(h as tf.Tensor2D, w2 as tf.Tensor2D), [h, w2]);
     ours2.forEach((g, i) => close(g, ref2[i]!, 1e-4, `linear (no bias) grad ${i}`));
