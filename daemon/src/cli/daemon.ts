@@ -5,7 +5,8 @@
  */
 import type { Command } from 'commander';
 import { BackendName, PROTOCOL_VERSION } from '@mathagent/shared';
-import { startServer } from '../server';
+import { startServer, benchEvents } from '../server';
+import { BENCHMARKS, registerBenchmark } from './bench';
 import { defaultTokenFile } from '../server/token';
 import { openContext } from './context';
 import { presetNames } from '../pipeline/config';
@@ -14,6 +15,17 @@ import { getTemplate } from '../env/templates';
 import { VERSION } from '../version';
 
 export function register(program: Command): void {
+  if (!BENCHMARKS.some((b) => b.name === 'ws')) {
+    registerBenchmark({
+      name: 'ws',
+      description: 'WebSocket event throughput and daemon-to-client latency over a real socket (10k events)',
+      run: async (opts) => {
+        const r = await benchEvents({ n: 10_000 });
+        opts.log(`ws: ${JSON.stringify(r)}`);
+        return r as unknown as Record<string, unknown>;
+      },
+    });
+  }
   program
     .command('daemon')
     .description('serve the JSON-RPC API over WebSocket for the VS Code extension (127.0.0.1, bearer token)')

@@ -80,3 +80,24 @@ export function formatTable(headers: string[], rows: Array<Array<string | number
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(cells[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
+
+/** Wall time per stage (from begin/end progress events), for the smoke run's stage breakdown. */
+export class StageTimer {
+  private readonly open = new Map<string, number>();
+  readonly seconds: Record<string, number> = {};
+  handle(e: DaemonEvent): void {
+    if (e.type !== 'run/status' || !e.progress || !e.stage) return;
+    const key = `${e.stage}/${e.iteration}/${e.progress.message ?? ''}`;
+    if (e.progress.kind === 'begin') this.open.set(key, Date.parse(e.time));
+    else if (e.progress.kind === 'end') {
+      const start = this.open.get(key);
+      if (start === undefined) return;
+      this.open.delete(key);
+      this.seconds[e.stage] = (this.seconds[e.stage] ?? 0) + (Date.parse(e.time) - start) / 1000;
+    }
+  }
+  /** "sft 41% · sample 12% · ..." of the given wall time. */
+  breakdown(wallSeconds: number): string {
+    return Object.entries(this.seconds).map(([k, v]) => `${k} ${v.toFixed(1)} s (${((100 * v) / Math.max(1e-9, wallSeconds)).toFixed(0)}%)`).join(' · ');
+  }
+}

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { BackendName, type BackendName as Backend } from '@mathagent/shared';
 import { openContext } from './context';
-import { ProgressView, formatTable } from './progress';
+import { ProgressView, StageTimer, formatTable } from './progress';
 import { presetNames } from '../pipeline/config';
 import type { Store } from '../store';
 
@@ -70,9 +70,10 @@ export function register(program: Command): void {
       if (o.algorithm) overrides.algorithm = o.algorithm;
       if (backend) overrides.backend = backend;
       const view = new ProgressView(process.stderr, false);
+      const timer = new StageTimer();
       const ctx = openContext({ db: o.db, backend, log: (l) => process.stderr.write(`· ${l}\n`) });
       let runId: string;
-      const unsub = ctx.bus.subscribe((e) => { if (e.runId === runId) view.handle(e); });
+      const unsub = ctx.bus.subscribe((e) => { if (e.runId === runId) { view.handle(e); timer.handle(e); } });
       let interrupted = 0;
       const onSigint = () => {
         if (++interrupted > 1) process.exit(130);
@@ -95,10 +96,11 @@ export function register(program: Command): void {
         const s = runSummary(ctx.store, runId);
         const wallSeconds = (Date.now() - started) / 1000;
         if (o.json) {
-          process.stdout.write(JSON.stringify({ ...s, wallSeconds }) + '\n');
+          process.stdout.write(JSON.stringify({ ...s, wallSeconds, stageSeconds: timer.seconds }) + '\n');
         } else {
           process.stdout.write(`\n${summaryTable(s)}\n\nrun ${runId}: ${s.state}${s.error ? ` (${s.error})` : ''} in ${wallSeconds.toFixed(1)} s; ` +
             `best pass@1 ${s.bestPass1 === null ? '–' : `${(100 * s.bestPass1).toFixed(1)}% at iteration ${s.bestIteration}`}\n` +
+            `time by stage: ${timer.breakdown(wallSeconds)}\n` +
             `inspect it: mathagent runs show ${runId}\n`);
         }
         if (s.state === 'failed') process.exitCode = 1;
