@@ -91,7 +91,7 @@ function column(title: string, v: TrajectoryView, divergeTurn: number | null): H
     h('div', { class: 'col-head' }, h('h2', {}, title, ' ', outcomeBadge(v)),
       button('Open', null, () => send({ type: 'openTrajectory', trajectoryId: v.id })), ' ',
       button('Annotate', null, () => send({ type: 'annotate', trajectoryId: v.id, turn: divergeTurn }))),
-    renderTrajectoryBody(v, { focusedTurn: null, divergeTurn, raw: ui.raw, tokens: false }));
+    renderTrajectoryBody(v, { focusedTurn: null, divergeTurn, raw: ui.raw, tokens: false, showQuestion: false }));
 }
 
 function divergeText(d: number | null): string {
@@ -138,6 +138,7 @@ function renderComparePanel(): void {
   const d = cp.detail;
   if (d && d.promptId === cp.selected) {
     app.append(h('h2', {}, `${d.promptId} · `, h('span', { class: 'diverge-tag' }, divergeText(d.divergeTurn))));
+    app.append(h('div', { class: 'box' }, h('div', { class: 'label' }, 'question'), h('div', { class: 'text' }, d.a.question)));
     app.append(h('div', { class: 'cols' }, column(m.a.label, d.a, d.divergeTurn), column(m.b.label, d.b, d.divergeTurn)));
   }
 }

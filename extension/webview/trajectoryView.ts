@@ -12,6 +12,8 @@ export interface RenderOptions {
   divergeTurn: number | null;
   raw: boolean;
   tokens: boolean;
+  /** Side-by-side columns show the question once above both. */
+  showQuestion?: boolean;
 }
 
 const OUTCOME_TEXT: Record<string, string> = { correct: '✓ correct', wrong: '✗ wrong', tool_error: '⚠ tool error', truncated: '✂ truncated', no_answer: '∅ no answer' };
@@ -38,7 +40,7 @@ export function renderTurn(v: TrajectoryView, t: Turn, o: RenderOptions): HTMLEl
   const tr = v.turnRewards?.[i];
   const head = h('div', { class: 'turn-head' },
     h('span', { class: 'title' }, `Turn ${i + 1}`),
-    o.divergeTurn === i ? h('span', { class: 'diverge-tag' }, '⑂ first divergence') : null,
+    o.divergeTurn === i ? h('span', { class: 'diverge-tag' }, '◆ first divergence') : null,
     h('span', { class: 'counts' }, counts),
     t.finishReason !== 'stop' ? h('span', { class: 'muted' }, `finish: ${t.finishReason}`) : null,
     tr !== undefined ? h('span', { class: `reward ${tr > 0 ? 'pos' : tr < 0 ? 'neg' : ''}`, title: 'implicit reward β·log(π/π_ref) of this turn\'s action tokens' }, `β·log π/π_ref ${fmtReward(tr)}`) : null,
@@ -143,7 +145,7 @@ export function renderTrajectoryBody(v: TrajectoryView, o: RenderOptions): HTMLE
   root.append(renderSummary(v));
   const ann = renderAnnotation(v);
   if (ann) root.append(ann);
-  root.append(h('div', { class: 'box' }, h('div', { class: 'label' }, 'question'), h('div', { class: 'text', 'data-testid': 'question' }, v.question)));
+  if (o.showQuestion !== false) root.append(h('div', { class: 'box' }, h('div', { class: 'label' }, 'question'), h('div', { class: 'text', 'data-testid': 'question' }, v.question)));
   if (o.tokens) root.append(renderTokens(v, o.focusedTurn));
   if (o.raw) root.append(renderRaw(v));
   else {

@@ -127,7 +127,7 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     mark(`trajectory ${trajectoryId} at turn 2`);
     await screenshot(p, 'trajectory', 'light');
     await wv.locator('#toggle-tokens').click();
-    await wv.locator('[data-testid="token-view"] .t.act').first().waitFor({ timeout: 10_000 });
+    await wv.locator('[data-testid="token-view"] .tokens .t.act').first().waitFor({ timeout: 10_000 });
     await screenshot(p, 'trajectory-tokens', 'light');
     await wv.locator('#toggle-tokens').click();
 
