@@ -22,8 +22,8 @@ describe('GPT config and parameters', () => {
     const counts: Record<string, number> = {};
     for (const name of ['tiny', 'small', 'base'] as const) {
       const c = { ...PRESETS[name], vocabSize: V };
-      const C = c.nEmbd;
-      counts[name] = V * C + c.blockSize * C + c.nLayer * (12 * C * C + 13 * C) + 2 * C;
+      const C = c.nEmbd, Q = C + 2 * c.nKvHead * (C / c.nHead); // qkv width
+      counts[name] = V * C + c.blockSize * C + c.nLayer * (C * Q + Q + C * C + C + 4 * C + 8 * C * C + 5 * C) + 2 * C;
     }
     assert.ok(counts.tiny! > 40e3 && counts.tiny! < 60e3, `tiny ${counts.tiny}`);
     assert.ok(counts.small! > 0.8e6 && counts.small! < 1.2e6, `small ${counts.small}`);
@@ -41,6 +41,7 @@ describe('GPT config and parameters', () => {
   it('rejects bad configs and inputs with clear errors', () => {
     assert.throws(() => new GPT({ ...cfg(), nHead: 3 }), /multiple of nHead/);
     assert.throws(() => new GPT({ ...cfg(), nLayer: 0 }), /nLayer must be a positive integer/);
+    assert.throws(() => new GPT({ ...cfg(), nHead: 4, nKvHead: 3 }), /nHead \(4\) must be a multiple of nKvHead \(3\)/);
     assert.throws(() => presetConfig('huge' as 'tiny', V), /unknown model preset/);
     const m = new GPT(cfg());
     assert.throws(() => m.forward(ids2d([[1, 2, V]])), /token id 262 is outside the vocabulary/);
@@ -122,8 +123,8 @@ describe('GPT forward', () => {
     m.dispose();
   });
 
-  it('per-head attention matches the batched reference in values and gradients', () => {
-    const m = new GPT(cfg(), 9);
+  for (const nKvHead of [1, 2]) it(`per-head attention matches the batched reference in values and gradients (nKvHead ${nKvHead})`, () => {
+    const m = new GPT({ ...cfg(), nKvHead }, 9);
     const ids = ids2d([[1, 5, 9, 2, 6, 5, 3, 5], [8, 9, 7, 9, 3, 2, 3, 8]]);
     const targets = ids2d([[5, 9, 2, 6, 5, 3, 5, 8], [9, 7, 9, 3, 2, 3, 8, 4]]);
     const run = (impl: 'perHead' | 'batched') => {

@@ -94,19 +94,34 @@ describe('custom-gradient layers', () => {
     assert.ok(Math.abs(gelu(tf.tensor1d([1])).dataSync()[0]! - 0.8413) < 0.02);
   });
 
-  it('per-head attention matches the batched autodiff reference and finite differences', () => {
-    const B = 2, T = 9, H = 2, hd = 4;
-    const qkv = rnd([B * T, 3 * H * hd], 12);
+  for (const [H, Hkv] of [[2, 2], [4, 2]] as const) {
+    it(`per-head attention (${H} query heads, ${Hkv} key/value heads) matches the batched autodiff reference and finite differences`, () => {
+      const B = 2, T = 9, hd = 4;
+      const qkv = rnd([B * T, (H + 2 * Hkv) * hd], 12);
+      const bias = causalBias(T);
+      const ph = (x: tf.Tensor) => attentionPerHead(x as tf.Tensor2D, B, T, H, Hkv, bias);
+      const bt = (x: tf.Tensor) => attentionBatched(x as tf.Tensor2D, B, T, H, Hkv, bias);
+      close(ph(qkv), bt(qkv), 1e-5, 'attention value');
+      const [ours] = grads(ph, [qkv]);
+      const [ref] = grads(bt, [qkv]);
+      close(ours!, ref!, 1e-4, 'attention grad');
+      fdCheck(ph, [qkv], 0, ours!);
+      // Causality: the last position's q, k, v get no gradient from an upstream that only reads the first row.
+      const [g0] = tf.grads((x: tf.Tensor) => tf.sum(tf.slice(ph(x), [0, 0], [1, H * hd])))([qkv]);
+      const rowT = g0!.arraySync() as number[][];
+      assert.ok(rowT[T - 1]!.every((v) => v === 0));
+      assert.ok(rowT[0]!.some((v) => v !== 0));
+    });
+  }
+
+  it('grouped-query attention equals multi-head attention with each key/value head copied to its query heads', () => {
+    const B = 1, T = 7, H = 4, Hkv = 2, hd = 4, G = H / Hkv;
+    const qkv = rnd([B * T, (H + 2 * Hkv) * hd], 13);
+    const [q, k, v] = tf.split(qkv, [H * hd, Hkv * hd, Hkv * hd], 1);
+    // Query head h reads key/value head ⌊h / G⌋: repeat each kv head's columns G times.
+    const expand = (t: tf.Tensor) => tf.concat(Array.from({ length: H }, (_, h) => tf.slice(t, [0, Math.floor(h / G) * hd], [B * T, hd])), 1);
+    const mha = tf.concat([q!, expand(k!), expand(v!)], 1) as tf.Tensor2D;
     const bias = causalBias(T);
-    close(attentionPerHead(qkv as tf.Tensor2D, B, T, H, bias), attentionBatched(qkv as tf.Tensor2D, B, T, H, bias), 1e-5, 'attention value');
-    const [ours] = grads((x) => attentionPerHead(x as tf.Tensor2D, B, T, H, bias), [qkv]);
-    const [ref] = grads((x) => attentionBatched(x as tf.Tensor2D, B, T, H, bias), [qkv]);
-    close(ours!, ref!, 1e-4, 'attention grad');
-    fdCheck((x) => attentionPerHead(x as tf.Tensor2D, B, T, H, bias), [qkv], 0, ours!);
-    // Causality: the last position's q, k, v get no gradient from an upstream that only reads the first row.
-    const [g0] = tf.grads((x: tf.Tensor) => tf.sum(tf.slice(attentionPerHead(x as tf.Tensor2D, B, T, H, bias), [0, 0], [1, H * hd])))([qkv]);
-    const rowT = g0!.arraySync() as number[][];
-    assert.ok(rowT[T - 1]!.every((v) => v === 0));
-    assert.ok(rowT[0]!.some((v) => v !== 0));
+    close(attentionPerHead(qkv as tf.Tensor2D, B, T, H, Hkv, bias), attentionPerHead(mha, B, T, H, H, bias), 1e-5, 'GQA vs expanded MHA');
   });
 });

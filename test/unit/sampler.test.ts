@@ -18,8 +18,8 @@ before(async () => {
 });
 
 describe('LocalPolicy sampling', () => {
-  it('KV-cache decoders give the same greedy tokens and logprobs as the no-cache path, per row and batched', async () => {
-    const model = new GPT(presetConfig('tiny', tok.vocabSize), 11);
+  for (const nKvHead of [1, 2]) it(`KV-cache decoders give the same greedy tokens and logprobs as the no-cache path, per row and batched (nKvHead ${nKvHead})`, async () => {
+    const model = new GPT({ ...presetConfig('tiny', tok.vocabSize), nKvHead }, 11);
     const prompts = ['<|user|>2+2?<|end|><|assistant|>', 'a', '<|user|>a much longer prompt than the others<|end|>'];
     const reqs = prompts.map((p) => req(p, { maxTokens: 20 }));
     const ref = await new LocalPolicy(model, tok).generate(reqs, { noCache: true });

@@ -20,40 +20,42 @@ describe('decode attention kernel', () => {
 
   for (const simd of [true, false]) {
     it(`${simd ? 'SIMD' : 'JavaScript'} kernel matches hand-computed attention for rows of different lengths`, () => {
-      const B = 3, H = 2, hd = 32, layers = 2;
-      const store = new KVStore(layers, B * H, hd, 40, B * 3 * H * hd, B * H * hd, simd);
+      // 4 query heads sharing 2 key/value heads: query head h reads slab ⌊h / 2⌋.
+      const B = 3, H = 4, Hkv = 2, hd = 32, layers = 2;
+      const G = H / Hkv;
+      const store = new KVStore(layers, B * Hkv, hd, 40, B * (H + 2 * Hkv) * hd, B * H * hd, simd);
       assert.equal(store.simd, simd);
       assert.equal(store.cap, 48);
       let seed = 7;
       const rnd = () => ((seed = (seed * 48271) % 2147483647) / 2147483647) * 4 - 2;
-      const C = H * hd;
+      const C = H * hd, Ckv = Hkv * hd, W = C + 2 * Ckv;
       const lens = Int32Array.from([0, 17, 39]);
       const kv: number[][][][] = []; // [slab][t] -> [k, v]
-      const row = new Float32Array(3 * C);
+      const row = new Float32Array(W);
       const q = store.q;
       for (let i = 0; i < q.length; i++) q[i] = rnd();
       for (let b = 0; b < B; b++) {
         for (let t = 0; t <= lens[b]!; t++) {
           // Keys before lens[b] go in with put(); the last one is appended by attend() from the query row.
           const last = t === lens[b]!;
-          const src = last ? q.subarray(b * 3 * C, (b + 1) * 3 * C) : row;
+          const src = last ? q.subarray(b * W, (b + 1) * W) : row;
           if (!last) for (let i = 0; i < row.length; i++) row[i] = rnd() * (t === 5 ? 20 : 1); // a large score tests the max shift
-          for (let h = 0; h < H; h++) {
-            if (!last) store.put(1, b * H + h, t, row, C + h * hd, 2 * C + h * hd);
-            (kv[b * H + h] ??= [])[t] = [Array.from(src.subarray(C + h * hd, C + (h + 1) * hd)), Array.from(src.subarray(2 * C + h * hd, 2 * C + (h + 1) * hd))];
+          for (let j = 0; j < Hkv; j++) {
+            if (!last) store.put(1, b * Hkv + j, t, row, C + j * hd, C + Ckv + j * hd);
+            (kv[b * Hkv + j] ??= [])[t] = [Array.from(src.subarray(C + j * hd, C + (j + 1) * hd)), Array.from(src.subarray(C + Ckv + j * hd, C + Ckv + (j + 1) * hd))];
           }
         }
       }
-      store.attend(1, 3 * C, lens, Uint8Array.from([1, 1, 1]), B, H, 0.17, { k: C, v: 2 * C });
+      store.attend(1, W, lens, Uint8Array.from([1, 1, 1]), B, H, Hkv, 0.17, { k: C, v: C + Ckv });
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < H; h++) {
-          const slab = kv[b * H + h]!;
-          const want = reference(Array.from(q.subarray(b * 3 * C + h * hd, b * 3 * C + (h + 1) * hd)), slab.map((x) => x[0]!), slab.map((x) => x[1]!), 0.17);
+          const slab = kv[b * Hkv + Math.floor(h / G)]!;
+          const want = reference(Array.from(q.subarray(b * W + h * hd, b * W + (h + 1) * hd)), slab.map((x) => x[0]!), slab.map((x) => x[1]!), 0.17);
           const got = store.out.subarray(b * C + h * hd, b * C + (h + 1) * hd);
           want.forEach((w, d) => assert.ok(Math.abs(w - got[d]!) < 1e-4 * Math.max(1, Math.abs(w)), `b${b} h${h} d${d}: ${got[d]} vs ${w}`));
         }
       }
-      assert.throws(() => store.attend(1, 3 * C, Int32Array.from([0, 0, 48]), Uint8Array.from([1, 1, 1]), B, H, 1), /row 2 has 49 keys, capacity 48/);
+      assert.throws(() => store.attend(1, W, Int32Array.from([0, 0, 48]), Uint8Array.from([1, 1, 1]), B, H, Hkv, 1), /row 2 has 49 keys, capacity 48/);
     });
   }
 });

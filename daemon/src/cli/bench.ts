@@ -87,7 +87,8 @@ async function matMulGflops(a: tf.Tensor2D, b: tf.Tensor2D): Promise<{ wall: num
 /** Matmul FLOPs per token of a forward+backward pass: 6·(matmul parameters) + attention (PaLM's 12·L·T·C). */
 export function trainFlopsPerToken(c: GPTConfig, T: number): number {
   const C = c.nEmbd;
-  const matmulParams = c.nLayer * (4 * C * C + 2 * c.mlpRatio * C * C) + c.vocabSize * C;
+  const Ckv = c.nKvHead * (C / c.nHead);
+  const matmulParams = c.nLayer * (C * (C + 2 * Ckv) + C * C + 2 * c.mlpRatio * C * C) + c.vocabSize * C;
   return 6 * matmulParams + 12 * c.nLayer * T * C;
 }
 

@@ -1,7 +1,7 @@
 /**
  * One decode step of attention over a per-row KV cache, on host memory: for each row b and head h, scores
  * of the row's query against its first n_b = lens[b] + extra[b] cached keys, softmax, weighted sum of values.
- * Cache layouts per (row, head) slab s = b * H + h, with cap rounded up to a multiple of 16: keys in [hd, 4]
+ * Cache layouts per (row, key/value head) slab s = b * Hkv + j, with cap rounded up to a multiple of 16: keys in [hd, 4]
  * tiles of 4 keys, kt[s * cap * hd + ((t >> 2) * hd + d) * 4 + (t & 3)], so the kernel scores 16 keys per
  * pass from one contiguous stream and a new key is written into 8 adjacent cache lines; values
  * v[(s * cap + t) * hd + d].
@@ -82,15 +82,18 @@ export class KVStore {
   }
 
   /**
-   * Attention of layer `layer` for every row b (slabs b·H .. b·H+H-1) over its first lens[b] + extra[b] keys;
-   * queries are read from `q` (row stride qStride, heads contiguous), results go to `out` [B, H·hd].
+   * Attention of layer `layer` for every row b over its first lens[b] + extra[b] keys: H query heads, of which
+   * each group of H / Hkv shares key/value slab b·Hkv + ⌊h / (H / Hkv)⌋. Queries are read from `q` (row stride
+   * qStride, heads contiguous), results go to `out` [B, H·hd].
    * With `append`, rows with extra[b] = 1 first store their new key and value, read from the same `q` row at
    * offsets append.k and append.v, as key lens[b] (so the caller needs no separate put()).
    */
-  attend(layer: number, qStride: number, lens: Int32Array, extra: Uint8Array, B: number, H: number, scale: number, append?: { k: number; v: number }): void {
+  attend(layer: number, qStride: number, lens: Int32Array, extra: Uint8Array, B: number, H: number, Hkv: number, scale: number, append?: { k: number; v: number }): void {
     const { hd, cap } = this;
-    if (B * H > this.slabs) throw new Error(`KVStore.attend: ${B}x${H} slabs requested, ${this.slabs} allocated`);
+    if (B * Hkv > this.slabs) throw new Error(`KVStore.attend: ${B}x${Hkv} slabs requested, ${this.slabs} allocated`);
+    if (H % Hkv !== 0) throw new Error(`KVStore.attend: ${H} query heads cannot share ${Hkv} key/value heads`);
     const C = H * hd;
+    const G = H / Hkv;
     const kOff = this.base + 2 * layer * this.perLayer;
     const vOff = kOff + this.perLayer;
     for (let b = 0; b < B; b++) {
@@ -103,9 +106,12 @@ export class KVStore {
         const row = this.qOff + b * qStride;
         const doAppend = append && extra[b];
         for (let h = 0; h < H; h++) {
-          const slab = (b * H + h) * cap * hd;
-          const kNew = doAppend ? 4 * (row + append.k + h * hd) : 0;
-          const vNew = doAppend ? 4 * (row + append.v + h * hd) : 0;
+          // Query head h reads key/value head j; the group's first head appends the new key/value.
+          const j = Math.floor(h / G);
+          const slab = (b * Hkv + j) * cap * hd;
+          const first = doAppend && h % G === 0;
+          const kNew = first ? 4 * (row + append.k + j * hd) : 0;
+          const vNew = first ? 4 * (row + append.v + j * hd) : 0;
           ex.attend(4 * (row + h * hd), 4 * (kOff + slab), 4 * (vOff + slab), 4 * (this.outOff + b * C + h * hd), 4 * this.scOff, n, hd, cap, kNew, vNew, scale);
         }
       }
@@ -115,10 +121,10 @@ export class KVStore {
       for (let b = 0; b < B; b++) {
         if (!extra[b]) continue;
         const row = this.qOff + b * qStride;
-        for (let h = 0; h < H; h++) this.put(layer, b * H + h, lens[b]!, this.heap, row + append.k + h * hd, row + append.v + h * hd);
+        for (let j = 0; j < Hkv; j++) this.put(layer, b * Hkv + j, lens[b]!, this.heap, row + append.k + j * hd, row + append.v + j * hd);
       }
     }
-    attendRowsJs(this.heap, this.qOff, qStride, kOff, vOff, this.outOff, this.scOff, lens, extra, B, H, hd, cap, scale);
+    attendRowsJs(this.heap, this.qOff, qStride, kOff, vOff, this.outOff, this.scOff, lens, extra, B, H, Hkv, hd, cap, scale);
   }
 }
 
@@ -155,14 +161,15 @@ function instantiate(memory: WebAssembly.Memory): AttendExports {
 /** The JavaScript reference of the kernel, on one Float32Array holding everything (offsets in floats). */
 function attendRowsJs(
   m: Float32Array, qOff: number, qStride: number, kOff: number, vOff: number, outOff: number, scOff: number,
-  lens: Int32Array, extra: Uint8Array, B: number, H: number, hd: number, cap: number, scale: number,
+  lens: Int32Array, extra: Uint8Array, B: number, H: number, Hkv: number, hd: number, cap: number, scale: number,
 ): void {
   const C = H * hd;
+  const G = H / Hkv;
   for (let b = 0; b < B; b++) {
     const n = lens[b]! + extra[b]!;
     for (let h = 0; h < H; h++) {
       const qo = qOff + b * qStride + h * hd;
-      const base = (b * H + h) * cap * hd;
+      const base = (b * Hkv + Math.floor(h / G)) * cap * hd;
       let mx = -Infinity;
       for (let t = 0; t < n; t++) {
         const ko = kOff + base + (t >> 2) * hd * 4 + (t & 3);

@@ -175,6 +175,8 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   }
   if (cfg?.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint file ${cfgPath}: format is ${JSON.stringify(cfg?.format)}, expected "${CHECKPOINT_FORMAT}"`);
   if (cfg.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint file ${cfgPath}: version ${cfg.version} is not supported (this build reads ${CHECKPOINT_VERSION})`);
+  // Checkpoints written before grouped-query attention have no nKvHead: plain multi-head attention.
+  if (cfg.model && typeof cfg.model === 'object' && cfg.model.nKvHead === undefined) cfg.model.nKvHead = cfg.model.nHead;
   try {
     validateConfig(cfg.model);
   } catch (e) {

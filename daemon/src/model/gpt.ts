@@ -18,8 +18,13 @@ export interface GPTConfig {
   blockSize: number;
   /** Number of transformer blocks. */
   nLayer: number;
-  /** Attention heads per block; nEmbd must be a multiple of it. */
+  /** Attention (query) heads per block; nEmbd must be a multiple of it. */
   nHead: number;
+  /**
+   * Key/value heads per block (grouped-query attention): each serves nHead / nKvHead query heads. nHead gives
+   * plain multi-head attention; fewer shrink the KV cache, whose reads bound the speed of sampling.
+   */
+  nKvHead: number;
   /** Width of the residual stream. */
   nEmbd: number;
   /** MLP hidden width = mlpRatio × nEmbd (4, as in GPT-2). */
@@ -33,12 +38,12 @@ export interface GPTConfig {
 export type PresetName = 'tiny' | 'small' | 'base';
 
 export const PRESETS: Record<PresetName, Omit<GPTConfig, 'vocabSize'>> = {
-  /** ~50k parameters: unit tests. */
-  tiny: { blockSize: 128, nLayer: 3, nHead: 2, nEmbd: 32, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
-  /** ~1M parameters: trains and samples on a CPU with the wasm backend. */
-  small: { blockSize: 1024, nLayer: 4, nHead: 4, nEmbd: 128, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
-  /** ~26M parameters: for a GPU (webgpu / tfjs-node-gpu). */
-  base: { blockSize: 2048, nLayer: 8, nHead: 8, nEmbd: 512, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  /** ~50k parameters: unit tests (grouped-query attention, 2 query heads per KV head, so tests cover it). */
+  tiny: { blockSize: 128, nLayer: 3, nHead: 2, nKvHead: 1, nEmbd: 32, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  /** ~0.9M parameters: trains and samples on a CPU with the wasm backend; one KV head (multi-query). */
+  small: { blockSize: 1024, nLayer: 4, nHead: 4, nKvHead: 1, nEmbd: 128, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  /** ~25M parameters: for a GPU (webgpu / tfjs-node-gpu); 4 query heads per KV head. */
+  base: { blockSize: 2048, nLayer: 8, nHead: 8, nKvHead: 2, nEmbd: 512, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
 };
 
 /** The full config of a preset for a tokenizer's vocabulary size. */
@@ -48,12 +53,18 @@ export function presetConfig(name: PresetName, vocabSize: number): GPTConfig {
   return { ...p, vocabSize };
 }
 
+/** Width of the keys (and of the values) of one position: nKvHead · head size. */
+export function kvWidth(c: GPTConfig): number {
+  return c.nKvHead * (c.nEmbd / c.nHead);
+}
+
 /** Throws an error naming the bad field when a config is unusable. */
 export function validateConfig(c: GPTConfig): void {
-  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'mlpRatio'] as const) {
+  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nKvHead', 'nEmbd', 'mlpRatio'] as const) {
     if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`GPT config: ${k} must be a positive integer, got ${String(c[k])}`);
   }
   if (c.nEmbd % c.nHead !== 0) throw new Error(`GPT config: nEmbd (${c.nEmbd}) must be a multiple of nHead (${c.nHead})`);
+  if (c.nHead % c.nKvHead !== 0) throw new Error(`GPT config: nHead (${c.nHead}) must be a multiple of nKvHead (${c.nKvHead})`);
   if (!(c.lnEps > 0)) throw new Error(`GPT config: lnEps must be > 0, got ${String(c.lnEps)}`);
   if (!(c.initStd > 0)) throw new Error(`GPT config: initStd must be > 0, got ${String(c.initStd)}`);
 }
@@ -63,7 +74,7 @@ export type AttentionImpl = 'auto' | 'perHead' | 'batched';
 
 /** Internal forward options used by the sampler. */
 export interface TrunkOptions {
-  /** Called with each block's qkv activations [B*T, 3C] (q | k | v); tensors die with the caller's tidy. */
+  /** Called with each block's qkv activations [B*T, C + 2·kvWidth] (q | k | v); they die with the caller's tidy. */
   onQkv?: (layer: number, qkv: tf.Tensor2D) => void;
 }
 
@@ -82,6 +93,7 @@ export class GPT {
     validateConfig(config);
     this.config = { ...config };
     const { vocabSize: V, blockSize, nLayer, nEmbd: C, mlpRatio } = this.config;
+    const qkvWidth = C + 2 * kvWidth(this.config);
     const prefix = `gpt${instanceCount++}/`;
     let k = 0;
     const add = (name: string, shape: number[], init: 'normal' | 'zeros' | 'ones', std = this.config.initStd) => {
@@ -98,8 +110,8 @@ export class GPT {
     for (let i = 0; i < nLayer; i++) {
       add(`h.${i}.ln1.g`, [C], 'ones');
       add(`h.${i}.ln1.b`, [C], 'zeros');
-      add(`h.${i}.attn.wqkv`, [C, 3 * C], 'normal');
-      add(`h.${i}.attn.bqkv`, [3 * C], 'zeros');
+      add(`h.${i}.attn.wqkv`, [C, qkvWidth], 'normal');
+      add(`h.${i}.attn.bqkv`, [qkvWidth], 'zeros');
       add(`h.${i}.attn.wo`, [C, C], 'normal', residStd);
       add(`h.${i}.attn.bo`, [C], 'zeros');
       add(`h.${i}.ln2.g`, [C], 'ones');
@@ -165,7 +177,7 @@ export class GPT {
   /** Final hidden states [B*T, C] (after the last layer norm). */
   trunk(ids: tf.Tensor2D, opts: TrunkOptions = {}): tf.Tensor2D {
     const [B, T] = this.checkIds(ids, 'forward');
-    const { nLayer, nHead, lnEps } = this.config;
+    const { nLayer, nHead, nKvHead, lnEps } = this.config;
     const p = (n: string) => this.vars.get(n)! as tf.Tensor as tf.Tensor2D;
     const v1 = (n: string) => this.vars.get(n)! as tf.Tensor as tf.Tensor1D;
     // Per-head 2-D matMuls win on wasm/cpu once the [T, T] products outweigh ~8 tfjs ops per head (T ≳ 64).
@@ -178,7 +190,7 @@ export class GPT {
         const h = layerNorm(x, v1(`h.${i}.ln1.g`), v1(`h.${i}.ln1.b`), lnEps);
         const qkv = linear(h, p(`h.${i}.attn.wqkv`), v1(`h.${i}.attn.bqkv`));
         opts.onQkv?.(i, qkv);
-        const a = perHead ? attentionPerHead(qkv, B, T, nHead, bias) : attentionBatched(qkv, B, T, nHead, bias);
+        const a = perHead ? attentionPerHead(qkv, B, T, nHead, nKvHead, bias) : attentionBatched(qkv, B, T, nHead, nKvHead, bias);
         x = tf.add(x, linear(a, p(`h.${i}.attn.wo`), v1(`h.${i}.attn.bo`)));
         const h2 = layerNorm(x, v1(`h.${i}.ln2.g`), v1(`h.${i}.ln2.b`), lnEps);
         const m = linear(gelu(linear(h2, p(`h.${i}.mlp.w1`), v1(`h.${i}.mlp.b1`))) as tf.Tensor2D, p(`h.${i}.mlp.w2`), v1(`h.${i}.mlp.b2`));

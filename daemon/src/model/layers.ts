@@ -293,19 +293,28 @@ export function causalBias(T: number): tf.Tensor2D {
   return tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([T, T]), -1, 0)), -1e9) as tf.Tensor2D);
 }
 
+/** Sizes of a qkv row [C + 2·Ckv] for H query heads and Hkv key/value heads: head size, C, Ckv, group G. */
+export function qkvLayout(width: number, H: number, Hkv: number): { hd: number; C: number; Ckv: number; G: number } {
+  const hd = width / (H + 2 * Hkv);
+  if (!Number.isInteger(hd) || H % Hkv !== 0) throw new Error(`attention: qkv width ${width} does not fit ${H} query and ${Hkv} key/value heads`);
+  return { hd, C: H * hd, Ckv: Hkv * hd, G: H / Hkv };
+}
+
 /**
- * Reference multi-head causal self-attention with batched matMuls and tfjs autodiff.
- * qkv [B*T, 3C] (q | k | v, heads contiguous inside each), bias [T, T] additive mask → [B*T, C].
+ * Reference causal self-attention with batched matMuls and tfjs autodiff, grouped-query: qkv [B*T, C + 2·Ckv]
+ * (q | k | v, heads contiguous inside each; query head h uses key/value head ⌊h / G⌋), bias [T, T] additive
+ * mask → [B*T, C]. The G query heads of a group are stacked as G·T rows against their shared keys.
  */
-export function attentionBatched(qkv: tf.Tensor2D, B: number, T: number, nHead: number, bias: tf.Tensor2D): tf.Tensor2D {
-  const C = qkv.shape[1] / 3;
-  const hd = C / nHead;
+export function attentionBatched(qkv: tf.Tensor2D, B: number, T: number, nHead: number, nKvHead: number, bias: tf.Tensor2D): tf.Tensor2D {
+  const { hd, C, Ckv, G } = qkvLayout(qkv.shape[1], nHead, nKvHead);
+  const Hkv = nKvHead;
   return tf.tidy(() => {
-    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, T, nHead, hd]), [0, 2, 1, 3]); // [B, H, T, hd]
-    const [q, k, v] = tf.split(qkv, 3, 1).map(heads) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), bias);
-    const out = tf.matMul(tf.softmax(scores), v); // [B, H, T, hd]
-    return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, C]) as tf.Tensor2D;
+    const [q, k, v] = tf.split(qkv, [C, Ckv, Ckv], 1);
+    const kvHeads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, T, Hkv, hd]), [0, 2, 1, 3]); // [B, Hkv, T, hd]
+    const qg = tf.reshape(tf.transpose(tf.reshape(q!, [B, T, Hkv, G, hd]), [0, 2, 3, 1, 4]), [B, Hkv, G * T, hd]);
+    const scores = tf.add(tf.mul(tf.matMul(qg, kvHeads(k!), false, true), 1 / Math.sqrt(hd)), G > 1 ? tf.tile(bias, [G, 1]) : bias);
+    const out = tf.matMul(tf.softmax(scores), kvHeads(v!)); // [B, Hkv, G*T, hd]
+    return tf.reshape(tf.transpose(tf.reshape(out, [B, Hkv, G, T, hd]), [0, 3, 1, 2, 4]), [B * T, C]) as tf.Tensor2D;
   });
 }
 
@@ -348,7 +357,8 @@ function mergeHeadsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col:
 }
 
 /**
- * Causal self-attention for CPU-memory backends (wasm, cpu): per (sequence, head) plain 2-D matMuls, with a
+ * Causal self-attention for CPU-memory backends (wasm, cpu), grouped-query like attentionBatched: per
+ * (sequence, head) plain 2-D matMuls, with a
  * hand-written backward in which every matMul has M = T rows and a small [T, hd] or [hd, T] right operand.
  * (XNNPACK re-packs the right operand on every call: a [T, T] right operand with only hd rows on the left
  * would spend as long packing as multiplying.) With s = 1/√hd:
@@ -356,22 +366,24 @@ function mergeHeadsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col:
  *   dV = Pᵀ·dO, dPᵀ = V·dOᵀ, r = rowsum(dO ⊙ O) (= rowsum(dP ⊙ P)), dSᵀ = Pᵀ ⊙ (dPᵀ − r),
  *   dK = dSᵀ·(sQ), dQ = s·(dSᵀ)ᵀ·K.
  */
-export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: number, bias: tf.Tensor2D): tf.Tensor2D {
-  const C = qkv.shape[1] / 3;
-  const hd = C / nHead;
+export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: number, nKvHead: number, bias: tf.Tensor2D): tf.Tensor2D {
+  const { hd, C, Ckv, G } = qkvLayout(qkv.shape[1], nHead, nKvHead);
+  const W = C + 2 * Ckv;
   const scale = 1 / Math.sqrt(hd);
-  const H = nHead;
+  const H = nHead, Hkv = nKvHead;
+  /** Index of the key/value head (b, ⌊h / G⌋) serving query head i = b·H + h. */
+  const kvOf = (i: number) => Math.floor(i / H) * Hkv + Math.floor((i % H) / G);
   const f = tf.customGrad((input, save) => {
     const x = input as tf.Tensor2D;
     const keep: tf.Tensor2D[] = []; // for the backward: Pᵀ, sQ and V of every (sequence, head)
     const value = tf.tidy(() => {
       const q = splitHeads(x, 0, B, T, H, hd, false, scale);
-      const kt = splitHeads(x, C, B, T, H, hd, true);
-      const v = splitHeads(x, 2 * C, B, T, H, hd, false);
+      const kt = splitHeads(x, C, B, T, Hkv, hd, true);
+      const v = splitHeads(x, C + Ckv, B, T, Hkv, hd, false);
       const outs = q.map((qi, i) => {
-        const p = tf.softmax(tf.add(tf.matMul(qi, kt[i]!), bias)) as tf.Tensor2D;
+        const p = tf.softmax(tf.add(tf.matMul(qi, kt[kvOf(i)]!), bias)) as tf.Tensor2D;
         keep.push(tf.keep(tf.transpose(p)));
-        return tf.matMul(p, v[i]!) as tf.Tensor2D;
+        return tf.matMul(p, v[kvOf(i)]!) as tf.Tensor2D;
       });
       keep.push(...q.map((t) => tf.keep(t)), ...v.map((t) => tf.keep(t)));
       return hostTensor<tf.Rank.R2>([B * T, C], (dst) => mergeHeadsInto(dst, C, outs, 0, B, T, H, hd, false));
@@ -384,12 +396,12 @@ export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: 
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sx, out, ...rest] = saved as tf.Tensor2D[];
         const n = B * H;
-        const pT = rest.slice(0, n), qs = rest.slice(n, 2 * n), v = rest.slice(2 * n, 3 * n);
+        const pT = rest.slice(0, n), qs = rest.slice(n, 2 * n), v = rest.slice(2 * n, 2 * n + B * Hkv);
         const d = dy as tf.Tensor2D;
         return tf.tidy(() => {
           const dO = splitHeads(d, 0, B, T, H, hd, false);
           const dOt = splitHeads(d, 0, B, T, H, hd, true);
-          const k = splitHeads(sx!, C, B, T, H, hd, false);
+          const k = splitHeads(sx!, C, B, T, Hkv, hd, false);
           // r[b, h, t] = dO·O for each query row: the softmax backward's row sums, without forming dP ⊙ P.
           const r: tf.Tensor2D[] = [];
           for (let b = 0; b < B; b++) {
@@ -406,19 +418,24 @@ export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: 
             }
           }
           const dQ: tf.Tensor2D[] = [];
-          const dK: tf.Tensor2D[] = [];
-          const dV: tf.Tensor2D[] = [];
+          // Gradients of a shared key/value head sum over the G query heads that read it.
+          const dKparts: tf.Tensor2D[][] = Array.from({ length: B * Hkv }, () => []);
+          const dVparts: tf.Tensor2D[][] = Array.from({ length: B * Hkv }, () => []);
           for (let i = 0; i < B * H; i++) {
             const pt = pT[i]!;
-            dV.push(tf.matMul(pt, dO[i]!));
-            const dSt = tf.mul(pt, tf.sub(tf.matMul(v[i]!, dOt[i]!), r[i]!)) as tf.Tensor2D;
-            dK.push(tf.matMul(dSt, qs[i]!));
-            dQ.push(tf.matMul(tf.transpose(dSt), k[i]!));
+            const j = kvOf(i);
+            dVparts[j]!.push(tf.matMul(pt, dO[i]!));
+            const dSt = tf.mul(pt, tf.sub(tf.matMul(v[j]!, dOt[i]!), r[i]!)) as tf.Tensor2D;
+            dKparts[j]!.push(tf.matMul(dSt, qs[i]!));
+            dQ.push(tf.matMul(tf.transpose(dSt), k[j]!));
           }
-          return hostTensor<tf.Rank.R2>([B * T, 3 * C], (dst) => {
-            mergeHeadsInto(dst, 3 * C, dQ, 0, B, T, H, hd, false, scale);
-            mergeHeadsInto(dst, 3 * C, dK, C, B, T, H, hd, false);
-            mergeHeadsInto(dst, 3 * C, dV, 2 * C, B, T, H, hd, false);
+          const sum = (ts: tf.Tensor2D[]) => (ts.length === 1 ? ts[0]! : (tf.addN(ts) as tf.Tensor2D));
+          const dK = dKparts.map(sum);
+          const dV = dVparts.map(sum);
+          return hostTensor<tf.Rank.R2>([B * T, W], (dst) => {
+            mergeHeadsInto(dst, W, dQ, 0, B, T, H, hd, false, scale);
+            mergeHeadsInto(dst, W, dK, C, B, T, Hkv, hd, false);
+            mergeHeadsInto(dst, W, dV, C + Ckv, B, T, Hkv, hd, false);
           });
         });
       },

@@ -158,17 +158,18 @@ export class TensorKVDecoder implements Decoder {
   constructor(private readonly model: GPT, private readonly padId: number) {}
 
   async start(prompts: number[][]): Promise<void> {
-    const { nHead: H, nEmbd: C } = this.model.config;
+    const { nHead: H, nKvHead: Hkv, nEmbd: C } = this.model.config;
     const hd = C / H;
+    const Ckv = Hkv * hd;
     const B = prompts.length;
     const ids = padRows(prompts, this.padId);
     const P = ids.shape[1];
     this.pos = prompts.map((p) => p.length);
-    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, -1, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, -1, Hkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, Hkv, P, hd]
     this.out = tf.tidy(() => {
       const hidden = this.model.trunk(ids, {
         onQkv: (_i, qkv) => {
-          const [, k, v] = tf.split(qkv, 3, 1);
+          const [, k, v] = tf.split(qkv, [C, Ckv, Ckv], 1);
           this.k.push(tf.keep(heads(k!)));
           this.v.push(tf.keep(heads(v!)));
         },
@@ -193,8 +194,9 @@ export class TensorKVDecoder implements Decoder {
 
   async step(tokens: Int32Array, _active: Uint8Array): Promise<void> {
     const m = this.model;
-    const { nHead: H, nEmbd: C, nLayer, lnEps, blockSize } = m.config;
+    const { nHead: H, nKvHead: Hkv, nEmbd: C, nLayer, lnEps, blockSize } = m.config;
     const hd = C / H;
+    const Ckv = Hkv * hd;
     const B = tokens.length;
     const ids = tf.tensor1d(tokens, 'int32');
     // Finished rows keep being fed (batched tensors); clamp their positions, their output is ignored.
@@ -209,14 +211,18 @@ export class TensorKVDecoder implements Decoder {
       for (let i = 0; i < nLayer; i++) {
         const w = blockParams(m, i);
         const qkv = tf.fused.matMul({ a: layerNorm(x, w.ln1g, w.ln1b, lnEps), b: w.wqkv, bias: w.bqkv });
-        const [q, k, v] = tf.split(qkv, 3, 1).map((t) => tf.reshape(t, [B, H, 1, hd]) as tf.Tensor4D);
+        // Query heads grouped by their key/value head: q [B, Hkv, G, hd] against K [B, Hkv, L, hd].
+        const [qf, kf, vf] = tf.split(qkv, [C, Ckv, Ckv], 1);
+        const q = tf.reshape(qf!, [B, Hkv, H / Hkv, hd]) as tf.Tensor4D;
+        const k = tf.reshape(kf!, [B, Hkv, 1, hd]) as tf.Tensor4D;
+        const v = tf.reshape(vf!, [B, Hkv, 1, hd]) as tf.Tensor4D;
         const K = tf.keep(tf.concat([this.k[i]!, k!], 2) as tf.Tensor4D);
         const V = tf.keep(tf.concat([this.v[i]!, v!], 2) as tf.Tensor4D);
         this.k[i]!.dispose();
         this.v[i]!.dispose();
         this.k[i] = K;
         this.v[i] = V;
-        const att = tf.softmax(tf.add(tf.mul(tf.matMul(q!, K, false, true), 1 / Math.sqrt(hd)), this.bias!));
+        const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, K, false, true), 1 / Math.sqrt(hd)), this.bias!));
         const a = tf.reshape(tf.matMul(att, V), [B, C]) as P2;
         x = tf.add(x, tf.fused.matMul({ a, b: w.wo, bias: w.bo }));
         const h = tf.fused.matMul({ a: layerNorm(x, w.ln2g, w.ln2b, lnEps), b: w.w1, bias: w.b1 });
@@ -275,8 +281,10 @@ export class HostKVDecoder implements Decoder {
 
   async start(prompts: number[][]): Promise<void> {
     const m = this.model;
-    const { nHead: H, nEmbd: C, nLayer, blockSize } = m.config;
+    const { nHead: H, nKvHead: Hkv, nEmbd: C, nLayer, blockSize } = m.config;
     const hd = C / H;
+    const Ckv = Hkv * hd;
+    const W = C + 2 * Ckv;
     const B = (this.B = prompts.length);
     const P = Math.max(...prompts.map((p) => p.length));
     this.cap = Math.min(blockSize, P + this.maxNew);
@@ -289,7 +297,7 @@ export class HostKVDecoder implements Decoder {
       if (n === 'wte' || n === 'wpe' || /ln\d?\.|lnf\./.test(n)) this.host[n] = m.param(n).dataSync() as Float32Array;
     }
     // SIMD kernel when hd is a multiple of 4 (all presets), else the plain loop.
-    this.store = new KVStore(nLayer, B * H, hd, this.cap, B * 3 * C, B * C);
+    this.store = new KVStore(nLayer, B * Hkv, hd, this.cap, B * W, B * C);
     this.wteT?.dispose();
     this.wteT = tf.keep(tf.transpose(m.param('wte') as tf.Tensor as P2));
     const ids = padRows(prompts, this.padId);
@@ -301,8 +309,8 @@ export class HostKVDecoder implements Decoder {
           const store = this.store!;
           for (let b = 0; b < B; b++) {
             for (let t = 0; t < lens[b]!; t++) {
-              const s = (b * P + t) * 3 * C;
-              for (let h = 0; h < H; h++) store.put(i, b * H + h, t, src, s + C + h * hd, s + 2 * C + h * hd);
+              const s = (b * P + t) * W;
+              for (let j = 0; j < Hkv; j++) store.put(i, b * Hkv + j, t, src, s + C + j * hd, s + C + Ckv + j * hd);
             }
           }
         },
@@ -339,8 +347,9 @@ export class HostKVDecoder implements Decoder {
 
   async step(tokens: Int32Array, active: Uint8Array): Promise<void> {
     const m = this.model;
-    const { nHead: H, nEmbd: C, nLayer, lnEps } = m.config;
+    const { nHead: H, nKvHead: Hkv, nEmbd: C, nLayer, lnEps } = m.config;
     const hd = C / H;
+    const Ckv = Hkv * hd;
     const B = this.B;
     const { x, lnBuf, host } = this;
     const wte = host.wte!, wpe = host.wpe!;
@@ -360,7 +369,7 @@ export class HostKVDecoder implements Decoder {
       const store = this.store!;
       const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv, undefined, store.q);
       // Append k, v at each active row's own position, then attend over that row's cache (one kernel call).
-      store.attend(i, 3 * C, this.len, act, B, H, 1 / Math.sqrt(hd), { k: C, v: 2 * C });
+      store.attend(i, C + 2 * Ckv, this.len, act, B, H, Hkv, 1 / Math.sqrt(hd), { k: C, v: C + Ckv });
       const proj = this.matmul(store.out, B, w.wo, w.bo);
       for (let j = 0; j < x.length; j++) x[j]! += proj[j]!;
       layerNormRows(x, host[`h.${i}.ln2.g`]!, host[`h.${i}.ln2.b`]!, lnBuf, B, C, lnEps);
