@@ -1,7 +1,8 @@
 /**
  * A decoder-only transformer (GPT-2 shape, nanoGPT-style): token + learned position embeddings, nLayer
- * pre-norm blocks (x += attn(ln1(x)); x += mlp(ln2(x))), a final layer norm and an output head tied to the
- * token embedding. Batches are right-padded: attention is causal, so real tokens never see the padding that
+ * pre-norm blocks (x += attn(ln1(x)); x += mlp(ln2(x))) with causal grouped-query attention (nKvHead key/value
+ * heads shared by nHead query heads; nKvHead = nHead is plain multi-head), a final layer norm and an output
+ * head tied to the token embedding. Batches are right-padded: attention is causal, so real tokens never see the padding that
  * follows them, and the caller masks the positions that are padding.
  *
  * The layers with hand-written gradients (linear, attention, embedding) live in layers.ts; this file only
