@@ -319,21 +319,26 @@ export function attentionBatched(qkv: tf.Tensor2D, B: number, T: number, nHead: 
 }
 
 /**
- * Copy one head-slab of a [B*T, W] matrix into B*H separate matrices: rows layout [T, hd] or, with
- * `transpose`, [hd, T]; values multiplied by `scale`. `col` is where the slab (q, k or v) starts.
+ * Cut head groups out of a [B*T, W] matrix: for each sequence b and group j (of `groups`), the G heads
+ * j·G .. j·G+G-1 of the slab starting at column `col`, stacked as rows [G·T, hd] (row g·T + t is head j·G+g
+ * at position t), or with `transpose` as [hd, G·T]; values multiplied by `scale`. G = 1 gives single heads.
  */
-function splitHeads(x: tf.Tensor2D, col: number, B: number, T: number, H: number, hd: number, transpose: boolean, scale = 1): tf.Tensor2D[] {
+function splitGroups(x: tf.Tensor2D, col: number, B: number, T: number, groups: number, G: number, hd: number, transpose: boolean, scale = 1): tf.Tensor2D[] {
   const W = x.shape[1];
+  const GT = G * T;
   const out: tf.Tensor2D[] = [];
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      out.push(hostTensor<tf.Rank.R2>(transpose ? [hd, T] : [T, hd], (dst) => {
+    for (let j = 0; j < groups; j++) {
+      out.push(hostTensor<tf.Rank.R2>(transpose ? [hd, GT] : [GT, hd], (dst) => {
         const src = hostView(x);
-        const c0 = col + h * hd;
-        for (let t = 0; t < T; t++) {
-          const s = (b * T + t) * W + c0;
-          if (transpose) for (let d = 0; d < hd; d++) dst[d * T + t] = src[s + d]! * scale;
-          else for (let d = 0; d < hd; d++) dst[t * hd + d] = src[s + d]! * scale;
+        for (let g = 0; g < G; g++) {
+          const c0 = col + (j * G + g) * hd;
+          for (let t = 0; t < T; t++) {
+            const s = (b * T + t) * W + c0;
+            const r = g * T + t;
+            if (transpose) for (let d = 0; d < hd; d++) dst[d * GT + r] = src[s + d]! * scale;
+            else for (let d = 0; d < hd; d++) dst[r * hd + d] = src[s + d]! * scale;
+          }
         }
       }));
     }
@@ -341,52 +346,56 @@ function splitHeads(x: tf.Tensor2D, col: number, B: number, T: number, H: number
   return out;
 }
 
-/** Inverse of splitHeads: write B*H head matrices into columns [col, col+H*hd) of `dst` ([B*T, W] row-major). */
-function mergeHeadsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col: number, B: number, T: number, H: number, hd: number, transposed: boolean, scale = 1): void {
+/** Inverse of splitGroups (row layout): write the [G·T, hd] group matrices back into `dst` ([B*T, W]). */
+function mergeGroupsInto(dst: Float32Array, W: number, parts: tf.Tensor2D[], col: number, B: number, T: number, groups: number, G: number, hd: number, scale = 1): void {
   for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const src = hostView(parts[b * H + h]!);
-      const c0 = col + h * hd;
-      for (let t = 0; t < T; t++) {
-        const o = (b * T + t) * W + c0;
-        if (transposed) for (let d = 0; d < hd; d++) dst[o + d] = src[d * T + t]! * scale;
-        else for (let d = 0; d < hd; d++) dst[o + d] = src[t * hd + d]! * scale;
+    for (let j = 0; j < groups; j++) {
+      const src = hostView(parts[b * groups + j]!);
+      for (let g = 0; g < G; g++) {
+        const c0 = col + (j * G + g) * hd;
+        for (let t = 0; t < T; t++) {
+          const o = (b * T + t) * W + c0;
+          const r = (g * T + t) * hd;
+          for (let d = 0; d < hd; d++) dst[o + d] = src[r + d]! * scale;
+        }
       }
     }
   }
 }
 
 /**
- * Causal self-attention for CPU-memory backends (wasm, cpu), grouped-query like attentionBatched: per
- * (sequence, head) plain 2-D matMuls, with a
- * hand-written backward in which every matMul has M = T rows and a small [T, hd] or [hd, T] right operand.
- * (XNNPACK re-packs the right operand on every call: a [T, T] right operand with only hd rows on the left
- * would spend as long packing as multiplying.) With s = 1/√hd:
- *   S = (sQ)·Kᵀ, P = softmax(S + mask), O = P·V;          saved: Pᵀ, sQ, V, qkv, O
+ * Causal self-attention for CPU-memory backends (wasm, cpu), grouped-query like attentionBatched. For each
+ * sequence and key/value head, the G query heads that share it are stacked as G·T rows, so every product is one
+ * plain 2-D matMul with M = T or G·T rows and a small [T, hd] or [hd, ·] right operand (XNNPACK re-packs the
+ * right operand on every call: a [T, T] one would cost as much as the product). With s = 1/√hd, per group:
+ *   S = (sQ)·Kᵀ [G·T, T], P = softmax(S + mask), O = P·V;          saved: Pᵀ, sQ, V, qkv, O
  *   dV = Pᵀ·dO, dPᵀ = V·dOᵀ, r = rowsum(dO ⊙ O) (= rowsum(dP ⊙ P)), dSᵀ = Pᵀ ⊙ (dPᵀ − r),
- *   dK = dSᵀ·(sQ), dQ = s·(dSᵀ)ᵀ·K.
+ *   dK = dSᵀ·(sQ), dQ = s·(dSᵀ)ᵀ·K
+ * (dV and dK sum over the group's heads inside their products). Only [·, hd] matrices are transposed by the
+ * split/merge copies; [T, G·T] ones by tfjs.
  */
 export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: number, nKvHead: number, bias: tf.Tensor2D): tf.Tensor2D {
   const { hd, C, Ckv, G } = qkvLayout(qkv.shape[1], nHead, nKvHead);
   const W = C + 2 * Ckv;
   const scale = 1 / Math.sqrt(hd);
-  const H = nHead, Hkv = nKvHead;
-  /** Index of the key/value head (b, ⌊h / G⌋) serving query head i = b·H + h. */
-  const kvOf = (i: number) => Math.floor(i / H) * Hkv + Math.floor((i % H) / G);
+  const Hkv = nKvHead;
+  const n = B * Hkv; // groups
+  const GT = G * T;
   const f = tf.customGrad((input, save) => {
     const x = input as tf.Tensor2D;
-    const keep: tf.Tensor2D[] = []; // for the backward: Pᵀ, sQ and V of every (sequence, head)
+    const keep: tf.Tensor2D[] = []; // for the backward: Pᵀ, sQ and V of every group
     const value = tf.tidy(() => {
-      const q = splitHeads(x, 0, B, T, H, hd, false, scale);
-      const kt = splitHeads(x, C, B, T, Hkv, hd, true);
-      const v = splitHeads(x, C + Ckv, B, T, Hkv, hd, false);
+      const biasG = G > 1 ? tf.tile(bias, [G, 1]) : bias;
+      const q = splitGroups(x, 0, B, T, Hkv, G, hd, false, scale);
+      const kt = splitGroups(x, C, B, T, Hkv, 1, hd, true);
+      const v = splitGroups(x, C + Ckv, B, T, Hkv, 1, hd, false);
       const outs = q.map((qi, i) => {
-        const p = tf.softmax(tf.add(tf.matMul(qi, kt[kvOf(i)]!), bias)) as tf.Tensor2D;
+        const p = tf.softmax(tf.add(tf.matMul(qi, kt[i]!), biasG)) as tf.Tensor2D;
         keep.push(tf.keep(tf.transpose(p)));
-        return tf.matMul(p, v[kvOf(i)]!) as tf.Tensor2D;
+        return tf.matMul(p, v[i]!) as tf.Tensor2D;
       });
       keep.push(...q.map((t) => tf.keep(t)), ...v.map((t) => tf.keep(t)));
-      return hostTensor<tf.Rank.R2>([B * T, C], (dst) => mergeHeadsInto(dst, C, outs, 0, B, T, H, hd, false));
+      return hostTensor<tf.Rank.R2>([B * T, C], (dst) => mergeGroupsInto(dst, C, outs, 0, B, T, Hkv, G, hd));
     });
     (save as tf.GradSaveFunc)([x, value, ...keep]);
     // save() keeps clones (shared memory); drop our references so these die with the tape.
@@ -395,47 +404,43 @@ export function attentionPerHead(qkv: tf.Tensor2D, B: number, T: number, nHead: 
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sx, out, ...rest] = saved as tf.Tensor2D[];
-        const n = B * H;
-        const pT = rest.slice(0, n), qs = rest.slice(n, 2 * n), v = rest.slice(2 * n, 2 * n + B * Hkv);
+        const pT = rest.slice(0, n), qs = rest.slice(n, 2 * n), v = rest.slice(2 * n, 3 * n);
         const d = dy as tf.Tensor2D;
         return tf.tidy(() => {
-          const dO = splitHeads(d, 0, B, T, H, hd, false);
-          const dOt = splitHeads(d, 0, B, T, H, hd, true);
-          const k = splitHeads(sx!, C, B, T, Hkv, hd, false);
-          // r[b, h, t] = dO·O for each query row: the softmax backward's row sums, without forming dP ⊙ P.
+          const dO = splitGroups(d, 0, B, T, Hkv, G, hd, false);
+          const dOt = splitGroups(d, 0, B, T, Hkv, G, hd, true);
+          const k = splitGroups(sx!, C, B, T, Hkv, 1, hd, false);
+          // r[g·T + t] = dO·O of query head j·G+g at position t: the softmax backward's row sums.
           const r: tf.Tensor2D[] = [];
           for (let b = 0; b < B; b++) {
-            for (let h = 0; h < H; h++) {
-              r.push(hostTensor<tf.Rank.R2>([1, T], (dst) => {
+            for (let j = 0; j < Hkv; j++) {
+              r.push(hostTensor<tf.Rank.R2>([1, GT], (dst) => {
                 const dv = hostView(d), ov = hostView(out!);
-                for (let t = 0; t < T; t++) {
-                  const o = (b * T + t) * C + h * hd;
-                  let acc = 0;
-                  for (let j = 0; j < hd; j++) acc += dv[o + j]! * ov[o + j]!;
-                  dst[t] = acc;
+                for (let g = 0; g < G; g++) {
+                  for (let t = 0; t < T; t++) {
+                    const o = (b * T + t) * C + (j * G + g) * hd;
+                    let acc = 0;
+                    for (let e = 0; e < hd; e++) acc += dv[o + e]! * ov[o + e]!;
+                    dst[g * T + t] = acc;
+                  }
                 }
               }));
             }
           }
           const dQ: tf.Tensor2D[] = [];
-          // Gradients of a shared key/value head sum over the G query heads that read it.
-          const dKparts: tf.Tensor2D[][] = Array.from({ length: B * Hkv }, () => []);
-          const dVparts: tf.Tensor2D[][] = Array.from({ length: B * Hkv }, () => []);
-          for (let i = 0; i < B * H; i++) {
+          const dK: tf.Tensor2D[] = [];
+          const dV: tf.Tensor2D[] = [];
+          for (let i = 0; i < n; i++) {
             const pt = pT[i]!;
-            const j = kvOf(i);
-            dVparts[j]!.push(tf.matMul(pt, dO[i]!));
-            const dSt = tf.mul(pt, tf.sub(tf.matMul(v[j]!, dOt[i]!), r[i]!)) as tf.Tensor2D;
-            dKparts[j]!.push(tf.matMul(dSt, qs[i]!));
-            dQ.push(tf.matMul(tf.transpose(dSt), k[j]!));
+            dV.push(tf.matMul(pt, dO[i]!));
+            const dSt = tf.mul(pt, tf.sub(tf.matMul(v[i]!, dOt[i]!), r[i]!)) as tf.Tensor2D;
+            dK.push(tf.matMul(dSt, qs[i]!));
+            dQ.push(tf.matMul(tf.transpose(dSt), k[i]!));
           }
-          const sum = (ts: tf.Tensor2D[]) => (ts.length === 1 ? ts[0]! : (tf.addN(ts) as tf.Tensor2D));
-          const dK = dKparts.map(sum);
-          const dV = dVparts.map(sum);
           return hostTensor<tf.Rank.R2>([B * T, W], (dst) => {
-            mergeHeadsInto(dst, W, dQ, 0, B, T, H, hd, false, scale);
-            mergeHeadsInto(dst, W, dK, C, B, T, Hkv, hd, false);
-            mergeHeadsInto(dst, W, dV, C + Ckv, B, T, Hkv, hd, false);
+            mergeGroupsInto(dst, W, dQ, 0, B, T, Hkv, G, hd, scale);
+            mergeGroupsInto(dst, W, dK, C, B, T, Hkv, 1, hd);
+            mergeGroupsInto(dst, W, dV, C + Ckv, B, T, Hkv, 1, hd);
           });
         });
       },
