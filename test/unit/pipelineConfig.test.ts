@@ -30,7 +30,7 @@ test('broken configs give errors that name the file, the field path and the allo
   writeFileSync(notJson, '{ nope');
   assert.throws(() => resolveConfig({ file: notJson }), /not valid JSON/);
   assert.throws(() => resolveConfig({ file: join(dir, 'missing.json') }), /cannot read config file/);
-  assert.throws(() => resolveConfig({ preset: 'huge' }), /unknown preset "huge"; known presets: smoke, paper-mini/);
+  assert.throws(() => resolveConfig({ preset: 'huge' }), /unknown preset "huge"; known presets: smoke, smoke-sft, paper-mini/);
 });
 
 test('--set parses JSON values and nested paths', () => {

@@ -13,6 +13,9 @@ import { presetNames } from '../pipeline/config';
 import { ByteTokenizer } from '../model/tokenizer';
 import { getTemplate } from '../env/templates';
 import { VERSION } from '../version';
+import { register as registerLsp, localHostProbe } from '../lsp';
+import { existsSync } from 'node:fs';
+import { datasetPath } from '../data/datasets';
 
 export function register(program: Command): void {
   if (!BENCHMARKS.some((b) => b.name === 'ws')) {
@@ -55,6 +58,13 @@ export function register(program: Command): void {
         log: (level, message) => { if (level !== 'debug') log(`[${level}] ${message}`); },
       });
       ctx.manager.onEngine((b) => { backendName = b; });
+      // Language features for *.mathagent.json, served over the same socket so diagnostics know this host.
+      const usedBackends = new Set<string>(['wasm', 'cpu']);
+      ctx.manager.onEngine((b) => usedBackends.add(b));
+      registerLsp(server, localHostProbe({
+        datasets: () => ['synthetic', ...(['gsm8k', 'math', 'math500'] as const).filter((d) => { try { return existsSync(datasetPath(d, 'test')); } catch { return false; } })],
+        backends: () => ['auto', ...usedBackends],
+      }), (m) => log(`[lsp] ${m}`));
       const hello = { url: server.url, tokenFile: server.tokenFile };
       if (o.json) process.stdout.write(JSON.stringify(hello) + '\n');
       log(`listening on ${server.url} (token in ${server.tokenFile}, database ${ctx.dbPath})`);

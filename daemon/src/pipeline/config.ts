@@ -29,11 +29,24 @@ export const PRESETS: Record<string, RunConfigInput> = {
     backend: 'auto',
     model: { preset: 'tiny' },
     data: { dataset: 'synthetic', trainPrompts: 16, evalPrompts: 32, difficulty: 1 },
-    sft: { enabled: true, demos: 400, flawedShare: 0.3, steps: 120, lr: 3e-3, batchSize: 16 },
+    sft: { enabled: true, demos: 800, flawedShare: 0.3, steps: 200, lr: 3e-3, batchSize: 16 },
     sampling: { samplesPerPrompt: 4, temperature: 0.7, batchSize: 64 },
     limits: { maxTurns: 4, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
     train: { lr: 1e-4, batchSize: 8, microBatchSize: 8, warmupSteps: 2, epochs: 1 },
     eval: { passK: 2, evalTemperature: 0.7 },
+  },
+  /**
+   * How the shipped `builtin:smoke-sft` checkpoint (data/checkpoints/smoke-sft) was made: SFT only, `small` model,
+   * lightly flawed demonstrations (run on a GPU: `mathagent run --preset smoke-sft --backend webgpu`).
+   */
+  'smoke-sft': {
+    name: 'smoke-sft',
+    iterations: 0,
+    model: { preset: 'small' },
+    data: { dataset: 'synthetic', trainPrompts: 16, evalPrompts: 200, difficulty: 1 },
+    sft: { enabled: true, demos: 60000, flawedShare: 0.1, steps: 1500, lr: 2e-3, batchSize: 64 },
+    limits: { maxTurns: 4, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
+    eval: { passK: 1 },
   },
   'paper-mini': {
     name: 'paper-mini',

@@ -10,6 +10,7 @@ import { LocalPolicy } from '../model/localPolicy';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint';
 import { getTemplate } from '../env/templates';
 import { Trainer } from '../train/trainer';
+import { setPadMultiple } from '../train/batch';
 import type { Engine, ModelHandle, PreferenceTrainOptions, SftTrainOptions, TrainSequence } from './engine';
 import type { Trajectory } from '@mathagent/shared';
 
@@ -25,6 +26,8 @@ const unwrap = (m: ModelHandle): GPT => {
 
 export async function createTfEngine(opts: { backend: BackendName; log?: (line: string) => void }): Promise<Engine> {
   const choice = await initBackend(opts.backend, { log: opts.log });
+  // Few distinct batch shapes on a GPU: tfjs keeps a buffer pool per shape.
+  if (choice.name === 'webgpu') setPadMultiple(32);
   const specials = getTemplate('mathagent').specialTokens;
   const tokenizer = new ByteTokenizer(specials);
   return {

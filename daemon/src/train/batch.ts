@@ -92,11 +92,22 @@ export interface HostBatch {
 }
 
 /** Pad sequences on the right into one batch. `padTo` forces a length (≥ the longest sequence). */
+/**
+ * Batches are padded to a multiple of this many tokens (default 1). On GPU backends a coarser grid (e.g. 32) keeps
+ * the number of distinct tensor shapes small, and with it tfjs's per-shape buffer pool.
+ */
+let padMultiple = 1;
+export function setPadMultiple(m: number): void {
+  if (!Number.isInteger(m) || m < 1) throw new Error(`pad multiple must be a positive integer, got ${m}`);
+  padMultiple = m;
+}
+
 export function collate(seqs: PreparedSequence[], opts: { padId?: number; padTo?: number } = {}): HostBatch {
   if (seqs.length === 0) throw new Error('collate: empty batch');
   const padId = opts.padId ?? 0;
   let T = 0;
   for (const s of seqs) T = Math.max(T, s.ids.length);
+  if (opts.padTo === undefined && padMultiple > 1) T = Math.ceil(T / padMultiple) * padMultiple;
   if (opts.padTo !== undefined) {
     if (opts.padTo < T) throw new Error(`collate: padTo ${opts.padTo} is shorter than the longest sequence (${T})`);
     T = opts.padTo;
