@@ -43,9 +43,9 @@ mkdir -p "$out/app/node_modules" "$out/vulkan" "$out/icd" "$cache"
 # 1. The CLI and the sandbox worker. Only native/optional packages stay external; tfjs (wasm backend included)
 #    is inside cli.cjs, and the wasm backend finds its .wasm files beside the bundle (__dirname).
 ext=(--external:better-sqlite3 --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu --external:bufferutil --external:utf-8-validate)
-"$nm/.bin/esbuild" "$root/daemon/src/cli/main.ts" --bundle --platform=node --target=node20 --format=cjs --log-level=warning --ignore-annotations \
+"$nm/.bin/esbuild" "$root/daemon/src/cli/main.ts" --bundle --platform=node --target=node20 --format=cjs --main-fields=module,main --log-level=warning --ignore-annotations \
   --outfile="$out/app/cli.cjs" "${ext[@]}"
-"$nm/.bin/esbuild" "$root/daemon/src/env/sandboxWorker.ts" --bundle --platform=node --target=node20 --format=cjs --log-level=warning --ignore-annotations \
+"$nm/.bin/esbuild" "$root/daemon/src/env/sandboxWorker.ts" --bundle --platform=node --target=node20 --format=cjs --main-fields=module,main --log-level=warning --ignore-annotations \
   --outfile="$out/app/sandboxWorker.cjs" "${ext[@]}"
 cp "$nm"/@tensorflow/tfjs-backend-wasm/dist/*.wasm "$out/app/"
 
