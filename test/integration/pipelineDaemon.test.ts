@@ -68,11 +68,12 @@ test('a smoke run over the WebSocket API: events in order, rows stored', { timeo
 
 test('kill -9 during sampling: the restarted daemon resumes, nothing committed is lost or duplicated', { timeout: 600_000 }, async () => {
   const dir = tempDir();
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | null = null;
   try {
-    let daemon = await startDaemon({ dir });
+    daemon = await startDaemon({ dir });
     let client = await daemon.connect();
     // Enough prompts that sampling lasts several seconds: the kill lands in the middle of it.
-    const { runId } = await client.request('run/start', { preset: 'smoke', config: { ...SMALL, iterations: 1, data: { trainPrompts: 40, evalPrompts: 4 } } });
+    const { runId } = await client.request('run/start', { preset: 'smoke', config: { ...SMALL, iterations: 1, data: { trainPrompts: 100, evalPrompts: 4 } } });
     // Wait until a few iteration-1 training trajectories are committed, annotate one, then kill -9.
     let committed = 0;
     const firstId = await waitFor<DaemonEvent>((fn) => client.onEvent(fn), (e) => e.type === 'trajectory/finished' && e.header.split === 'train' && ++committed >= 5, 400_000, 'five sampled trajectories');
@@ -92,16 +93,16 @@ test('kill -9 during sampling: the restarted daemon resumes, nothing committed i
     const done = await waitFor<DaemonEvent>((fn) => client.onEvent(fn), (e) => e.type === 'run/status' && e.runId === runId && ['finished', 'failed'].includes(e.state), 540_000, 'the resumed run to finish');
     assert.equal(done.type === 'run/status' && done.state, 'finished', daemon.stderr().slice(-3000));
     const list = await client.request('trajectory/list', { runId, iteration: 1, split: 'train', limit: 1000 });
-    assert.equal(list.total, 40 * 4, 'each (prompt, sample) exactly once');
+    assert.equal(list.total, 100 * 4, 'each (prompt, sample) exactly once');
     assert.equal(new Set(list.trajectories.map((x) => x.id)).size, list.total);
     for (const id of committedIds) assert.ok(list.trajectories.some((x) => x.id === id), `committed trajectory ${id} lost`);
     const ann = await client.request('annotation/list', { runId });
     assert.deepEqual(ann.annotations.map((a) => [a.trajectoryId, a.label, a.note]), [[annotated, 'reasoning_error', 'kept across kill -9']]);
     const run = await client.request('run/get', { runId });
-    assert.equal(run.iterations.find((i) => i.iteration === 1)?.trajectories, 160);
+    assert.equal(run.iterations.find((i) => i.iteration === 1)?.trajectories, 400);
     await client.close();
-    await daemon.stop();
   } finally {
+    await daemon?.kill9();
     cleanup(dir);
   }
 });

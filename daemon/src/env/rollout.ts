@@ -22,6 +22,7 @@ import type { SandboxPool, ToolSession } from './sandbox';
 import type { ChatTemplate } from './templates';
 import { endingStop, stripStop } from './templates';
 import { hasBoxedAnswer, parseToolCall } from './codeBlocks';
+import { yieldToEventLoop } from '../util/yieldLoop';
 
 export interface RolloutItem {
   /** Trajectory id. */
@@ -233,6 +234,7 @@ export async function rollout(
 
   try {
     while (next < items.length || active.size > 0) {
+      await yieldToEventLoop();
       if (fatal) throw fatal;
       if (opts.signal?.aborted) throw abortError(opts.signal);
       while (active.size < opts.batchSize && next < items.length) {

@@ -10,6 +10,7 @@ import type { GPT } from './gpt';
 import { ByteTokenizer, StreamDecoder } from './tokenizer';
 import { HostKVDecoder, NoCacheDecoder, TensorKVDecoder, type Decoder } from './sampler';
 import { isHostBackend } from './backends';
+import { yieldToEventLoop } from '../util/yieldLoop';
 
 export interface LocalPolicyOptions {
   name?: string;
@@ -155,6 +156,7 @@ export class LocalPolicy implements Policy {
       await decoder.start(reqs.map((r) => r.promptTokenIds));
       const spec = { temperature: Float32Array.from(reqs, (r) => r.temperature), topP: Float32Array.from(reqs, (r) => r.topP), uniform: new Float32Array(B) };
       for (let step = 0; step < maxNew; step++) {
+        await yieldToEventLoop();
         // Decoders whose logits live on a GPU sample there and send back only ids and logprobs.
         let onDevice: { ids: Int32Array; logprobs: Float32Array } | null = null;
         let logits: Float32Array | null = null;

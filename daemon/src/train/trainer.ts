@@ -22,6 +22,7 @@ import {
   type TokenSequence, type PreparedSequence, type TruncationMode,
 } from './batch';
 import { AdamW, lrAt, clipByGlobalNorm, type ScheduleKind } from './optim';
+import { yieldToEventLoop } from '../util/yieldLoop';
 
 /** What the trainer needs from a model (GPT implements it). */
 export interface TrainableModel {
@@ -443,6 +444,7 @@ export class Trainer {
         done++;
         last = metrics;
         await opts.onStep?.({ step: start + done, totalSteps: total, epoch, metrics });
+        await yieldToEventLoop();
       } finally {
         acc.dispose();
         lossSum?.dispose();
