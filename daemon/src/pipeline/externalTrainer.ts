@@ -151,6 +151,8 @@ export class ExternalTrainer {
   private async startServe(cmd: string, port: number, logFile: string): Promise<string> {
     mkdirSync(join(logFile, '..'), { recursive: true });
     const log = createWriteStream(logFile, { flags: 'a' });
+    // A log file that cannot be written (folder removed, disk full) is reported, never a daemon crash.
+    log.on('error', (e) => this.d.log('warn', `cannot write ${logFile}: ${e.message}`));
     this.servedLog = logFile;
     this.d.log('info', `starting: ${cmd}`);
     const child = spawn('/bin/sh', ['-c', cmd], { cwd: resolve(this.d.runDir), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -198,6 +200,7 @@ export class ExternalTrainer {
   private runCommand(cmd: string, cwd: string, logFile: string, what: string): Promise<void> {
     mkdirSync(cwd, { recursive: true });
     const log = createWriteStream(logFile, { flags: 'a' });
+    log.on('error', (e) => this.d.log('warn', `cannot write ${logFile}: ${e.message}`));
     this.d.log('info', `${what}: ${cmd}`);
     return new Promise<void>((resolvePromise, reject) => {
       const child = spawn('/bin/sh', ['-c', cmd], { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
