@@ -36,8 +36,8 @@ export const PRESETS: Record<string, RunConfigInput> = {
     eval: { passK: 2, evalTemperature: 0.7 },
   },
   /**
-   * How the shipped `builtin:smoke-sft` checkpoint (data/checkpoints/smoke-sft) was made: SFT only, `small` model,
-   * lightly flawed demonstrations (run on a GPU: `mathagent run --preset smoke-sft --backend webgpu`).
+   * SFT only (no online iterations) of the `small` model on 60k lightly flawed demonstrations: a starting checkpoint
+   * for other runs (`model.init`). Meant for a GPU (`--backend webgpu`); on 2 CPU cores it takes over an hour.
    */
   'smoke-sft': {
     name: 'smoke-sft',
