@@ -5,20 +5,10 @@
  * a freshly generated set (so mathjs caches do not flatter later repeats); the median repeat is reported.
  */
 import { gradeAnswer } from './grader';
+import { mulberry32 as rng } from '../data/rng';
 
 export interface GraderBenchResult { answersPerSec: number; n: number }
 
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FILLER = 'We first compute the intermediate quantity, then check it with the tool. ';
 

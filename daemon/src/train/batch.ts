@@ -139,17 +139,9 @@ export function batchToTensors(b: HostBatch): { ids: tf.Tensor2D; mask: tf.Tenso
   };
 }
 
-/** Deterministic PRNG (mulberry32) so batch order is reproducible from a seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32, shared with the data generator) so batch order is reproducible from a seed. */
+import { mulberry32 } from '../data/rng';
+export { mulberry32 };
 
 export function shuffleInPlace<T>(xs: T[], rng: () => number): T[] {
   for (let i = xs.length - 1; i > 0; i--) {
