@@ -19,26 +19,16 @@ import { join } from 'node:path';
 import type { Trajectory } from '@mathagent/shared';
 import type { Tokenizer } from '../env/policy';
 import { getTemplate } from '../env/templates';
-import { exportPair, trajectoryMessages, type ExportMessage, type ExportedPair } from './exportPairs';
+import { exportPair, pairMetadata, trajectoryMessages, type ExportMessage, type ExportedPair, type PairMetadata, type PairTokens } from './exportPairs';
 
-type Tokens = { prompt_ids: number[]; ids: number[]; action_mask: number[] };
 
-export interface OpenRLHFPair {
+export interface OpenRLHFPair extends PairMetadata {
   prompt: string;
   chosen: string;
   rejected: string;
   chosen_action_spans: Array<[number, number]>;
   rejected_action_spans: Array<[number, number]>;
   question: string;
-  reference: string;
-  prompt_id: string;
-  run_id: string;
-  iteration: number;
-  chosen_id: string;
-  rejected_id: string;
-  template: string;
-  chosen_tokens?: Tokens;
-  rejected_tokens?: Tokens;
 }
 
 /** Completion text of a trajectory (everything after the prompt) and the character spans of its actions. */
@@ -55,7 +45,6 @@ function textWithSpans(t: Trajectory): { text: string; spans: Array<[number, num
 export function exportOpenRLHF(chosen: Trajectory, rejected: Trajectory, opts: { tokens?: boolean } = {}): OpenRLHFPair {
   const c = textWithSpans(chosen);
   const r = textWithSpans(rejected);
-  const toks = (t: Trajectory): Tokens => ({ prompt_ids: t.promptTokenIds, ids: t.tokenIds, action_mask: t.actionMask });
   return {
     prompt: chosen.promptText,
     chosen: c.text,
@@ -63,14 +52,7 @@ export function exportOpenRLHF(chosen: Trajectory, rejected: Trajectory, opts: {
     chosen_action_spans: c.spans,
     rejected_action_spans: r.spans,
     question: chosen.question,
-    reference: chosen.reference,
-    prompt_id: chosen.promptId,
-    run_id: chosen.runId,
-    iteration: chosen.iteration,
-    chosen_id: chosen.id,
-    rejected_id: rejected.id,
-    template: chosen.template,
-    ...(opts.tokens ? { chosen_tokens: toks(chosen), rejected_tokens: toks(rejected) } : {}),
+    ...pairMetadata(chosen, rejected, opts),
   };
 }
 
@@ -165,7 +147,7 @@ function importRow(row: Record<string, unknown>, where: string, tok?: Tokenizer)
   }
   const side = (msgs: ExportMessage[], tokens: unknown, name: string): ImportedSide => {
     if (tokens !== undefined) {
-      const t = tokens as Partial<Tokens>;
+      const t = tokens as Partial<PairTokens>;
       const ids = t.ids;
       const mask = t.action_mask;
       if (!Array.isArray(ids) || !Array.isArray(mask) || ids.length !== mask.length || !ids.every(Number.isInteger) || !mask.every((m) => m === 0 || m === 1)) {

@@ -18,10 +18,11 @@ export function trajectoryMessages(t: Trajectory): ExportMessage[] {
   return out;
 }
 
-export interface ExportedPair {
-  prompt: Array<{ role: 'user'; content: string }>;
-  chosen: ExportMessage[];
-  rejected: ExportMessage[];
+/** Token ids as sampled (token-in/token-out) and the flat action mask. */
+export type PairTokens = { prompt_ids: number[]; ids: number[]; action_mask: number[] };
+
+/** What every export format carries besides the texts: ids to find the trajectories again, and optionally tokens. */
+export interface PairMetadata {
   reference: string;
   prompt_id: string;
   run_id: string;
@@ -29,16 +30,13 @@ export interface ExportedPair {
   chosen_id: string;
   rejected_id: string;
   template: string;
-  chosen_tokens?: { prompt_ids: number[]; ids: number[]; action_mask: number[] };
-  rejected_tokens?: { prompt_ids: number[]; ids: number[]; action_mask: number[] };
+  chosen_tokens?: PairTokens;
+  rejected_tokens?: PairTokens;
 }
 
-export function exportPair(chosen: Trajectory, rejected: Trajectory, opts: { tokens?: boolean } = {}): ExportedPair {
-  const toks = (t: Trajectory) => ({ prompt_ids: t.promptTokenIds, ids: t.tokenIds, action_mask: t.actionMask });
+export function pairMetadata(chosen: Trajectory, rejected: Trajectory, opts: { tokens?: boolean } = {}): PairMetadata {
+  const toks = (t: Trajectory): PairTokens => ({ prompt_ids: t.promptTokenIds, ids: t.tokenIds, action_mask: t.actionMask });
   return {
-    prompt: [{ role: 'user', content: chosen.question }],
-    chosen: trajectoryMessages(chosen),
-    rejected: trajectoryMessages(rejected),
     reference: chosen.reference,
     prompt_id: chosen.promptId,
     run_id: chosen.runId,
@@ -47,5 +45,20 @@ export function exportPair(chosen: Trajectory, rejected: Trajectory, opts: { tok
     rejected_id: rejected.id,
     template: chosen.template,
     ...(opts.tokens ? { chosen_tokens: toks(chosen), rejected_tokens: toks(rejected) } : {}),
+  };
+}
+
+export interface ExportedPair extends PairMetadata {
+  prompt: Array<{ role: 'user'; content: string }>;
+  chosen: ExportMessage[];
+  rejected: ExportMessage[];
+}
+
+export function exportPair(chosen: Trajectory, rejected: Trajectory, opts: { tokens?: boolean } = {}): ExportedPair {
+  return {
+    prompt: [{ role: 'user', content: chosen.question }],
+    chosen: trajectoryMessages(chosen),
+    rejected: trajectoryMessages(rejected),
+    ...pairMetadata(chosen, rejected, opts),
   };
 }
