@@ -6,8 +6,7 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { BackendName, DatasetName, type Trajectory } from '@mathagent/shared';
 import { createTfEngine } from '../pipeline/tfEngine';
-import { generateProblems } from '../data/synthetic';
-import { loadDataset } from '../data/datasets';
+import { getProblems } from '../data';
 import type { Problem } from '../data/types';
 import { getTemplate } from '../env/templates';
 import { SandboxPool } from '../env/sandbox';
@@ -15,10 +14,11 @@ import { rollout, type RolloutItem } from '../env/rollout';
 import { summarizeEval, type EvalSummary } from '../pipeline/stats';
 import { formatTable } from './progress';
 
+/** The held-out problems of a dataset: the same split a run evaluates on. */
 export function evalProblems(dataset: string, n: number, level: number, seed: number): Problem[] {
-  const name = DatasetName.parse(dataset);
-  if (name === 'synthetic') return generateProblems({ seed, count: n, split: 'eval', level: level as 1 | 2 | 3 });
-  return loadDataset(name, 'test', { limit: n });
+  const name = DatasetName.safeParse(dataset);
+  if (!name.success) throw new Error(`--dataset must be one of ${DatasetName.options.join(', ')}; got "${dataset}"`);
+  return getProblems({ dataset: name.data, split: 'eval', count: n, seed, level: level as 1 | 2 | 3 });
 }
 
 /** Group greedy results by a meta field (subject, level) for the breakdown table. */
@@ -49,10 +49,10 @@ export function register(program: Command): void {
     .option('--backend <name>', 'auto | webgpu | tensorflow | wasm | cpu', 'auto')
     .option('--json', 'print JSON')
     .action(async (checkpoint: string, o: { dataset: string; n: number; k: number; temperature: number; level: number; seed: number; maxTurns: number; backend: string; json?: boolean }) => {
+      const problems = evalProblems(o.dataset, o.n, o.level, o.seed); // bad input fails before the backend starts
       const engine = await createTfEngine({ backend: BackendName.parse(o.backend), log: (l) => process.stderr.write(`· ${l}\n`) });
       const model = await engine.load(checkpoint);
       const policy = engine.policy(model, checkpoint);
-      const problems = evalProblems(o.dataset, o.n, o.level, o.seed);
       const tools = new SandboxPool();
       const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: '  eval |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic) : null;
       const total = problems.length * (o.k > 1 ? o.k + 1 : 1);
