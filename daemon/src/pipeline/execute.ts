@@ -254,8 +254,7 @@ class Execution {
     // 3. Train against the reference, then save the new policy (or hand the pairs to the external trainer).
     if (this.st.phase === 'paired' && this.external) await this.trainExternal(t, trajs);
     if (this.st.phase === 'paired') {
-      const byId = new Map(trajs.map((x) => [x.id, x]));
-      const pairs = store.listPairs(this.runId, t).map((p) => ({ chosen: byId.get(p.chosenId)!, rejected: byId.get(p.rejectedId)! })).filter((p) => p.chosen && p.rejected);
+      const pairs = this.storedPairs(t, trajs);
       store.upsertIteration({ runId: this.runId, iteration: t, stage: 'train' });
       // The model being trained starts as a copy of the current policy, which stays the reference/previous policy.
       const student = await engine.load(this.st.policyCheckpoint!);
@@ -304,13 +303,22 @@ class Execution {
   }
 
   private async trainExternal(t: number, trajs: Trajectory[]): Promise<void> {
-    const byId = new Map(trajs.map((x) => [x.id, x]));
-    const pairs = this.d.store.listPairs(this.runId, t).map((p) => ({ chosen: byId.get(p.chosenId)!, rejected: byId.get(p.rejectedId)! })).filter((p) => p.chosen && p.rejected);
+    const pairs = this.storedPairs(t, trajs);
     this.d.store.upsertIteration({ runId: this.runId, iteration: t, stage: 'train' });
     this.status('train', t, null);
     const path = await this.external!.trainIteration(t, pairs, this.st.policyCheckpoint || null);
     this.d.store.addCheckpoint({ runId: this.runId, iteration: t, path, metrics: {} });
     this.commit({ phase: 'trained', previousCheckpoint: this.st.policyCheckpoint, policyCheckpoint: path });
+  }
+
+  /** The iteration's committed pairs with their trajectories (pairs whose trajectories are gone are skipped). */
+  private storedPairs(t: number, trajs: Trajectory[]): Array<{ chosen: Trajectory; rejected: Trajectory }> {
+    const byId = new Map(trajs.map((x) => [x.id, x]));
+    return this.d.store.listPairs(this.runId, t).flatMap((p) => {
+      const chosen = byId.get(p.chosenId);
+      const rejected = byId.get(p.rejectedId);
+      return chosen && rejected ? [{ chosen, rejected }] : [];
+    });
   }
 
   private async sample(t: number, problems: Problem[], policyModel: ModelHandle): Promise<void> {
@@ -343,17 +351,16 @@ class Execution {
   }
 
   /** Roll out items with live events; each finished trajectory is committed immediately. */
-  private async rollout(policy: Policy, items: RolloutItem[], o: { temperature: number; seed: number }, split: 'train' | 'eval', onDone?: () => void, store = true): Promise<Trajectory[]> {
+  private async rollout(policy: Policy, items: RolloutItem[], o: { temperature: number; seed: number }, split: 'train' | 'eval', onDone?: () => void, persist = true): Promise<Trajectory[]> {
     const { limits, sampling } = this.cfg;
-    const byId = new Map(items.map((i) => [i.id, i]));
     return rollout(policy, items, {
       template: this.template, maxTurns: limits.maxTurns, maxTurnTokens: limits.maxTurnTokens, maxTrajectoryTokens: limits.maxTrajectoryTokens,
       temperature: o.temperature, topP: sampling.topP, batchSize: sampling.batchSize, seed: o.seed, python: this.cfg.tool.python, signal: this.d.signal,
     }, this.toolProvider, {
-      onStart: (item) => { if (store) this.d.emit({ type: 'trajectory/started', runId: this.runId, trajectoryId: item.id, iteration: item.iteration, promptId: item.problem.id, question: item.problem.question, split }); },
-      onTurn: (id, turn) => { if (store && byId.has(id)) this.d.emit({ type: 'trajectory/turn', runId: this.runId, trajectoryId: id, turn }); },
+      onStart: (item) => { if (persist) this.d.emit({ type: 'trajectory/started', runId: this.runId, trajectoryId: item.id, iteration: item.iteration, promptId: item.problem.id, question: item.problem.question, split }); },
+      onTurn: (id, turn) => { if (persist) this.d.emit({ type: 'trajectory/turn', runId: this.runId, trajectoryId: id, turn }); },
       onFinish: (traj) => {
-        if (store) {
+        if (persist) {
           this.d.store.insertTrajectories([traj], split);
           this.d.emit({ type: 'trajectory/finished', runId: this.runId, header: toHeader(traj, split) });
         }
