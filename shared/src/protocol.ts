@@ -42,9 +42,18 @@ export type RunState = z.infer<typeof RunState>;
 export const Stage = z.enum(['sft', 'sample', 'grade', 'pairs', 'train', 'eval', 'done']);
 export type Stage = z.infer<typeof Stage>;
 
+/**
+ * What a run does: `train` runs Algorithm 1 (SFT, then sample → pairs → train → eval per iteration); `eval` only
+ * evaluates a checkpoint or a served model (iteration 0, no training): what `mathagent eval` stores.
+ */
+export const RunKind = z.enum(['train', 'eval']);
+export type RunKind = z.infer<typeof RunKind>;
+
 export const RunSummary = z.object({
   id: z.string(),
   name: z.string(),
+  /** Defaults to `train` so a daemon older than run kinds still parses. */
+  kind: RunKind.default('train'),
   algorithm: Algorithm,
   state: RunState,
   stage: Stage.nullable(),
@@ -100,6 +109,36 @@ export const MetricPoint = z.object({
 });
 export type MetricPoint = z.infer<typeof MetricPoint>;
 
+/** Greedy pass@1 of one group of held-out problems (one subject, or one level). */
+export const BreakdownRow = z.object({
+  /** The subject (e.g. `Algebra`) or the level (`1`..`5`). */
+  key: z.string(),
+  n: z.number().int().min(0),
+  correct: z.number().int().min(0),
+  pass1: z.number(),
+});
+export type BreakdownRow = z.infer<typeof BreakdownRow>;
+
+/** Greedy pass@1 by subject and by level, sorted by key; only datasets whose problems have subjects (MATH, MATH-500). */
+export const EvalBreakdown = z.object({ subject: z.array(BreakdownRow), level: z.array(BreakdownRow) });
+export type EvalBreakdown = z.infer<typeof EvalBreakdown>;
+
+/** The held-out evaluation of one iteration's model: greedy pass@1 with its Wilson 95% interval, pass@k, breakdown. */
+export const EvalResult = z.object({
+  iteration: z.number().int(),
+  pass1: z.number(),
+  ci95: z.tuple([z.number(), z.number()]),
+  /** null when only the greedy sample was drawn (k = 1). */
+  passK: z.number().nullable(),
+  k: z.number().int(),
+  n: z.number().int(),
+  meanTurns: z.number(),
+  /** Share of greedy trajectories in which a tool call failed. */
+  toolErrorRate: z.number(),
+  breakdown: EvalBreakdown.nullable(),
+});
+export type EvalResult = z.infer<typeof EvalResult>;
+
 // ---------------------------------------------------------------------------------------------------------
 // Requests (client → daemon)
 // ---------------------------------------------------------------------------------------------------------
@@ -116,10 +155,14 @@ export const DaemonInfoResult = z.object({
   lastSeq: z.number().int(),
 });
 
-/** Client → daemon: start a run from a preset and/or a config (config fields override the preset). */
+/**
+ * Client → daemon: start a run from a preset and/or a config (config fields override the preset). `kind: "eval"`
+ * starts an evaluation-only run: the config must have `iterations: 0`, SFT off, and `model.init` or a remote policy.
+ */
 export const RunStartParams = z.object({
   preset: z.string().optional(),
   config: z.record(z.string(), z.unknown()).optional(),
+  kind: RunKind.optional(),
 });
 export const RunStartResult = z.object({ runId: z.string() });
 
@@ -135,9 +178,18 @@ export const RunResumeResult = z.object({ resumed: z.boolean() });
 export const RunListParams = z.object({ limit: z.number().int().min(1).max(1000).default(100) }).default({ limit: 100 });
 export const RunListResult = z.object({ runs: z.array(RunSummary) });
 
-/** Client → daemon: one run with its config and per-iteration summaries. */
+/**
+ * Client → daemon: one run with its config, per-iteration summaries and held-out evaluations (one per evaluated
+ * iteration, oldest first, each with its per-subject / per-level breakdown when the dataset has subjects).
+ */
 export const RunGetParams = z.object({ runId: z.string() });
-export const RunGetResult = z.object({ run: RunSummary, config: RunConfig, iterations: z.array(IterationSummary) });
+export const RunGetResult = z.object({
+  run: RunSummary,
+  config: RunConfig,
+  iterations: z.array(IterationSummary),
+  /** Defaults to [] so a daemon older than this field still parses. */
+  evals: z.array(EvalResult).default([]),
+});
 
 /** Client → daemon: trajectory headers of a run, filtered. */
 export const TrajectoryListParams = z.object({

@@ -125,6 +125,7 @@ export const RunConfig = z.strictObject({
     passK: d(z.number().int().min(1).default(8), 'k for pass@k (sampled at evalTemperature).'),
     evalTemperature: d(z.number().min(0).max(2).default(0.7), 'Temperature for pass@k samples.'),
     everySteps: d(z.number().int().min(0).default(0), 'Also evaluate every K training steps (0 = once per iteration).'),
+    split: d(z.enum(['eval', 'dev', 'train']).default('eval'), 'Problems evaluated: eval (the held-out test split, default), dev, or train (how well the policy fits training-distribution prompts).'),
   }).prefault({}),
   policy: d(PolicyConfig.default({ kind: 'local' }), 'Who samples trajectories: local (this daemon\'s model) or openai (a pool of OpenAI-compatible servers: vLLM, SGLang, llama.cpp, `mathagent serve`).'),
   externalTrainer: d(ExternalTrainerConfig.nullable().default(null), 'Train each iteration with an external command (TRL, OpenRLHF) instead of in the daemon; needs policy.kind "openai". null = train in the daemon.'),

@@ -2,7 +2,7 @@
 import type { DaemonEvent, RunSummary, TrajectoryHeader, Turn } from '@mathagent/shared';
 
 export function run(id: string, createdAt = '2025-01-01T00:00:00Z', extra: Partial<RunSummary> = {}): RunSummary {
-  return { id, name: id, algorithm: 'mdpo', state: 'running', stage: 'sample', iteration: 1, iterations: 3, createdAt, updatedAt: createdAt,
+  return { id, name: id, kind: 'train', algorithm: 'mdpo', state: 'running', stage: 'sample', iteration: 1, iterations: 3, createdAt, updatedAt: createdAt,
     error: null, bestPass1: null, bestIteration: null, ...extra };
 }
 

@@ -1,6 +1,7 @@
 /**
  * What `run` and `daemon` share: open the store, the event bus and the run manager with the tfjs engine.
  */
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { openStore, defaultDbPath, type Store } from '../store';
 import { EventBus } from '../server/eventBus';
@@ -16,11 +17,13 @@ export interface DaemonContext {
   close(): Promise<void>;
 }
 
+/** `db: ':memory:'` keeps nothing (`mathagent eval --no-store`); runs then get their folders under the temp dir. */
 export function openContext(opts: { db?: string; backend?: BackendName; log?: (line: string) => void }): DaemonContext {
-  const dbPath = resolve(opts.db ?? defaultDbPath());
+  const inMemory = opts.db === ':memory:';
+  const dbPath = inMemory ? ':memory:' : resolve(opts.db ?? defaultDbPath());
   const store = openStore(dbPath);
   const bus = new EventBus(store);
-  const runsDir = join(dirname(dbPath), 'runs');
+  const runsDir = inMemory ? join(tmpdir(), 'mathagent-runs') : join(dirname(dbPath), 'runs');
   const manager = new RunManager({
     store,
     emit: (e) => { bus.emit(e); },

@@ -1,90 +1,155 @@
 /**
- * `mathagent eval <checkpoint>`: greedy pass@1 (95% interval) and pass@k of a checkpoint on a dataset split,
- * with a per-subject / per-level breakdown where the dataset has them (MATH, MATH-500).
+ * `mathagent eval [checkpoint]`: greedy pass@1 (95% interval) and pass@k of a checkpoint, or of a model served by
+ * OpenAI-compatible endpoints (vLLM, SGLang, `mathagent serve`), on a dataset split, with a per-subject / per-level
+ * breakdown where the dataset has subjects (MATH, MATH-500).
+ *
+ * The evaluation is a run of kind `eval` (iterations 0, no SFT) executed by the pipeline like any run: its greedy
+ * trajectories, summary and breakdown go to the run store (the extension shows and steps through them), it is
+ * resumable (`mathagent run --resume <id>`), and the remote policy is built exactly as a run's `policy` config.
+ * `--no-store` keeps it in an in-memory store that is dropped at exit.
  */
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
-import { BackendName, DatasetName, type Trajectory } from '@mathagent/shared';
-import { createTfEngine } from '../pipeline/tfEngine';
-import { getProblems } from '../data';
-import type { Problem } from '../data/types';
-import { getTemplate } from '../env/templates';
-import { SandboxPool } from '../env/sandbox';
-import { rollout, type RolloutItem } from '../env/rollout';
-import { summarizeEval, type EvalSummary } from '../pipeline/stats';
-import { formatTable } from './progress';
+import { DatasetName, PolicyConfig, RunConfig, formatIssues, type EvalBreakdown, type RunConfigInput } from '@mathagent/shared';
+import { openContext } from './context';
+import { ProgressView, formatTable } from './progress';
+import { parseSets } from './run';
+import { deepMerge } from '../pipeline/config';
+import { resolveCheckpoint, runProblems } from '../pipeline/execute';
+import { checkEvalConfig } from '../pipeline/runManager';
 
-/** The held-out problems of a dataset: the same split a run evaluates on. */
-export function evalProblems(dataset: string, n: number, level: number, seed: number): Problem[] {
-  const name = DatasetName.safeParse(dataset);
-  if (!name.success) throw new Error(`--dataset must be one of ${DatasetName.options.join(', ')}; got "${dataset}"`);
-  return getProblems({ dataset: name.data, split: 'eval', count: n, seed, level: level as 1 | 2 | 3 });
+export interface EvalOptions {
+  dataset: string; split: string; n: number; k: number; temperature: number; level: number; seed: number; maxTurns: number;
+  backend: string; endpoint: string[]; model?: string; template: string; apiKeyFile?: string; set: string[];
+  db?: string; store: boolean; json?: boolean;
 }
 
-/** Group greedy results by a meta field (subject, level) for the breakdown table. */
-export function breakdown(problems: Problem[], greedy: Trajectory[], field: string): Array<[string, number, number]> {
-  const meta = new Map(problems.map((p) => [p.id, p.meta?.[field]]));
-  const groups = new Map<string, { n: number; c: number }>();
-  for (const g of greedy) {
-    const key = meta.get(g.promptId);
-    if (key === undefined) continue;
-    const e = groups.get(String(key)) ?? { n: 0, c: 0 };
-    e.n++; e.c += g.reward >= 1 ? 1 : 0;
-    groups.set(String(key), e);
+const SPLITS = ['eval', 'dev', 'train'] as const;
+
+/**
+ * The run config of an evaluation: iterations 0, SFT off, the checkpoint as `model.init` or the endpoints as an
+ * `openai` policy; `--set` overrides last. Throws a one-line error naming the flag to fix.
+ */
+export function evalRunConfig(checkpoint: string | undefined, o: EvalOptions): RunConfig {
+  const dataset = DatasetName.safeParse(o.dataset);
+  if (!dataset.success) throw new Error(`--dataset must be one of ${DatasetName.options.join(', ')}; got "${o.dataset}"`);
+  if (!(SPLITS as readonly string[]).includes(o.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}; got "${o.split}"`);
+  for (const [flag, v, min] of [['-n', o.n, 1], ['-k', o.k, 1], ['--max-turns', o.maxTurns, 1], ['--seed', o.seed, 0]] as const) {
+    if (!Number.isInteger(v) || v < min) throw new Error(`${flag} must be an integer ≥ ${min}; got ${String(v)}`);
   }
-  return [...groups.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, v.n, v.c / v.n]);
+  if (checkpoint !== undefined && o.endpoint.length) throw new Error('give a checkpoint to evaluate locally, or --endpoint for a served model, not both');
+  if (checkpoint === undefined && !o.endpoint.length) throw new Error('nothing to evaluate: give a checkpoint folder, or --endpoint <url> (repeatable) for a served model');
+  if (!o.endpoint.length && (o.model !== undefined || o.apiKeyFile !== undefined)) throw new Error('--model and --api-key-file apply to --endpoint');
+  let policy: Record<string, unknown> = { kind: 'local' };
+  if (o.endpoint.length) {
+    const parsed = PolicyConfig.safeParse({
+      kind: 'openai', model: o.model ?? null, template: o.template,
+      endpoints: o.endpoint.map((url) => ({ url, ...(o.apiKeyFile !== undefined ? { apiKeyFile: o.apiKeyFile } : {}) })),
+    });
+    if (!parsed.success) throw new Error(`--endpoint / --model / --template: ${formatIssues(parsed.error).replace(/\n/g, '; ')}`);
+    policy = parsed.data;
+  } else if (!existsSync(resolveCheckpoint(checkpoint!))) {
+    throw new Error(`checkpoint ${checkpoint} not found: give the folder a run saved (e.g. <runs dir>/<run id>/iter-2)`);
+  }
+  const what = checkpoint !== undefined ? basename(checkpoint) : (o.model ?? o.endpoint[0]!);
+  const base: RunConfigInput = {
+    name: `eval ${what} on ${dataset.data}${o.split === 'eval' ? '' : ` (${o.split})`}`,
+    seed: o.seed,
+    iterations: 0,
+    backend: o.backend as RunConfigInput['backend'],
+    model: { init: checkpoint ?? null },
+    data: { dataset: dataset.data, evalPrompts: o.n, difficulty: o.level },
+    sft: { enabled: false },
+    limits: { maxTurns: o.maxTurns },
+    eval: { passK: o.k, evalTemperature: o.temperature, split: o.split as (typeof SPLITS)[number] },
+  };
+  const raw = deepMerge({ ...base, policy } as Record<string, unknown>, parseSets(o.set));
+  const cfg = RunConfig.safeParse(raw);
+  if (!cfg.success) throw new Error(`invalid evaluation settings:\n${formatIssues(cfg.error)}`);
+  checkEvalConfig(cfg.data);
+  return cfg.data;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** The breakdown as two aligned tables (subject, then level): key, n, correct, pass@1. */
+export function formatBreakdown(b: EvalBreakdown): string {
+  const out: string[] = [];
+  for (const [title, rows] of [['subject', b.subject], ['level', b.level]] as const) {
+    if (rows.length) out.push(formatTable([title, 'n', 'correct', 'pass@1'], rows.map((r) => [r.key, r.n, r.correct, pct(r.pass1)])));
+  }
+  return out.join('\n\n');
 }
 
 export function register(program: Command): void {
   program
-    .command('eval <checkpoint>')
-    .description('greedy pass@1 and pass@k of a checkpoint on a dataset split')
+    .command('eval [checkpoint]')
+    .description('greedy pass@1 and pass@k of a checkpoint (or of a served model: --endpoint) on a dataset split, stored as a run of kind "eval"')
     .option('--dataset <name>', 'synthetic | gsm8k | math | math500', 'synthetic')
     .option('-n, --n <count>', 'problems', (v) => Number.parseInt(v, 10), 200)
     .option('-k, --k <k>', 'samples per problem for pass@k (1 = greedy only)', (v) => Number.parseInt(v, 10), 1)
     .option('--temperature <t>', 'temperature of the pass@k samples', Number.parseFloat, 0.7)
+    .option('--split <name>', 'eval | dev | train (eval: the held-out split a run evaluates on)', 'eval')
     .option('--level <n>', 'synthetic task level', (v) => Number.parseInt(v, 10), 1)
     .option('--seed <n>', 'seed', (v) => Number.parseInt(v, 10), 1)
     .option('--max-turns <n>', 'H', (v) => Number.parseInt(v, 10), 6)
     .option('--backend <name>', 'auto | webgpu | tensorflow | wasm | cpu', 'auto')
+    .option('--endpoint <url>', 'OpenAI-compatible server of the model to evaluate (repeatable: a pool)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--model <name>', 'model id for --endpoint (default: the first of GET /v1/models)')
+    .option('--template <name>', 'chat template of the served model: mathagent | gemma | tora', 'mathagent')
+    .option('--api-key-file <file>', 'bearer token file for --endpoint (e.g. the token file of `mathagent serve`)')
+    .option('-s, --set <key=value...>', 'override one run config field, e.g. --set policy.concurrency=32 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--db <path>', 'SQLite database (default: under the user data dir, or $MATHAGENT_DB)')
+    .option('--no-store', 'do not store the evaluation (nothing is written)')
     .option('--json', 'print JSON')
-    .action(async (checkpoint: string, o: { dataset: string; n: number; k: number; temperature: number; level: number; seed: number; maxTurns: number; backend: string; json?: boolean }) => {
-      const problems = evalProblems(o.dataset, o.n, o.level, o.seed); // bad input fails before the backend starts
-      const engine = await createTfEngine({ backend: BackendName.parse(o.backend), log: (l) => process.stderr.write(`· ${l}\n`) });
-      const model = await engine.load(checkpoint);
-      const policy = engine.policy(model, checkpoint);
-      const tools = new SandboxPool();
-      const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: '  eval |{bar}| {value}/{total} {eta_formatted}', stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic) : null;
-      const total = problems.length * (o.k > 1 ? o.k + 1 : 1);
-      bar?.start(total, 0);
-      const base = { template: getTemplate('mathagent'), maxTurns: o.maxTurns, maxTurnTokens: 512, maxTrajectoryTokens: 2048, topP: 1, batchSize: 64, seed: o.seed };
-      const items = (s: number): RolloutItem[] => problems.map((problem) => ({ id: `eval:${problem.id}:s${s}`, runId: 'eval', iteration: 0, sampleIndex: s, problem }));
+    .action(async (checkpoint: string | undefined, o: EvalOptions) => {
+      // Bad input fails here, before a run is created or the backend starts.
+      const config = evalRunConfig(checkpoint, o);
+      if (!runProblems(config, config.eval.split, config.data.evalPrompts).length) throw new Error(`no ${config.eval.split} problems in ${config.data.dataset}`);
+      if (!o.store && o.db !== undefined) throw new Error('--db and --no-store contradict each other');
+      const view = new ProgressView(process.stderr, false);
+      // A served model needs no local compute: the cheapest backend (plain JS, nothing to initialise) stands in.
+      const ctx = openContext({ db: o.store ? o.db : ':memory:', backend: config.policy.kind === 'openai' ? 'cpu' : config.backend, log: (l) => process.stderr.write(`· ${l}\n`) });
+      let backend = 'remote';
+      if (config.policy.kind === 'local') ctx.manager.onEngine((b) => { backend = b; });
+      let runId = '';
+      const unsub = ctx.bus.subscribe((e) => { if (e.runId === runId) view.handle(e); });
+      let interrupted = 0;
+      const onSigint = () => {
+        if (++interrupted > 1) process.exit(130);
+        process.stderr.write('\nstopping at the next safe point (Ctrl-C again to quit now)\n');
+        void ctx.manager.stop(runId);
+      };
+      process.on('SIGINT', onSigint);
       try {
-        const greedy = await rollout(policy, items(0), { ...base, temperature: 0 }, tools, { onFinish: () => bar?.increment() });
-        const correct = new Map<string, number>();
-        if (o.k > 1) {
-          const sampled = await rollout(policy, Array.from({ length: o.k }, (_, s) => items(s + 1)).flat(), { ...base, temperature: o.temperature }, tools, { onFinish: () => bar?.increment() });
-          for (const s of sampled) correct.set(s.promptId, (correct.get(s.promptId) ?? 0) + (s.reward >= 1 ? 1 : 0));
+        ({ runId } = await ctx.manager.start({ config: config as unknown as Record<string, unknown>, kind: 'eval' }));
+        if (o.store) process.stderr.write(`eval run ${runId} (database ${ctx.dbPath})\n`);
+        await ctx.manager.idle();
+        view.stop();
+        const run = ctx.store.getRunSummary(runId)!;
+        if (run.state === 'failed') throw new Error(`evaluation failed: ${run.error ?? 'unknown error'}`);
+        const e = ctx.store.getEval(runId, 0);
+        if (run.state !== 'finished' || !e) {
+          throw new Error(`evaluation ${run.state} before it finished${o.store ? `; continue it with \`mathagent run --resume ${runId}\`` : ''}`);
         }
-        bar?.stop();
-        const summary: EvalSummary = summarizeEval(greedy, o.k, o.k > 1 ? correct : null);
-        const bySubject = breakdown(problems, greedy, 'subject');
-        const byLevel = breakdown(problems, greedy, 'level');
+        const stored = o.store ? runId : null;
+        const target = checkpoint ?? `${config.policy.kind === 'openai' ? config.policy.model ?? 'served model' : ''} at ${o.endpoint.join(', ')}`;
         if (o.json) {
-          process.stdout.write(JSON.stringify({ checkpoint, dataset: o.dataset, backend: engine.backend, ...summary, bySubject, byLevel }) + '\n');
-        } else {
-          const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-          process.stdout.write(`${checkpoint} on ${o.dataset} (${summary.n} problems, ${engine.backend}): pass@1 ${pct(summary.pass1)} [${pct(summary.ci95[0])}, ${pct(summary.ci95[1])}]` +
-            (summary.passK !== null ? `, pass@${o.k} ${pct(summary.passK)}` : '') + `, ${summary.meanTurns.toFixed(2)} turns, tool errors ${pct(summary.toolErrorRate)}\n`);
-          for (const [title, rows] of [['subject', bySubject], ['level', byLevel]] as const) {
-            if (rows.length) process.stdout.write('\n' + formatTable([title, 'n', 'pass@1'], rows.map(([k, n, p]) => [k, n, pct(p)])) + '\n');
-          }
+          const { problems: _problems, createdAt: _createdAt, runId: _runId, iteration: _iteration, ...summary } = e;
+          process.stdout.write(JSON.stringify({ runId: stored, checkpoint: checkpoint ?? null, endpoints: o.endpoint, dataset: config.data.dataset, split: config.eval.split, backend, ...summary }) + '\n');
+          return;
         }
+        process.stdout.write(`${target} on ${config.data.dataset}${config.eval.split === 'eval' ? '' : ` (${config.eval.split} split)`} (${e.n} problems, ${backend}): ` +
+          `pass@1 ${pct(e.pass1)} [${pct(e.ci95[0])}, ${pct(e.ci95[1])}]` + (e.passK !== null ? `, pass@${e.k} ${pct(e.passK)}` : '') +
+          `, ${e.meanTurns.toFixed(2)} turns, tool errors ${pct(e.toolErrorRate)}\n`);
+        if (e.breakdown) process.stdout.write('\n' + formatBreakdown(e.breakdown) + '\n');
+        process.stdout.write(stored ? `\nstored as run ${stored}: mathagent runs show ${stored}\n` : '\nnot stored (--no-store)\n');
       } finally {
-        bar?.stop();
-        policy.dispose?.();
-        model.dispose();
-        await tools.close();
+        process.off('SIGINT', onSigint);
+        unsub();
+        view.stop();
+        await ctx.close();
       }
     });
 }

@@ -31,12 +31,12 @@ export function runSummary(store: Store, runId: string) {
   const evals = store.listEvals(runId);
   const iterations = store.listIterations(runId);
   return {
-    runId, name: got.run.name, state: got.run.state, error: got.run.error, algorithm: got.config.algorithm,
+    runId, name: got.run.name, kind: got.run.kind, state: got.run.state, error: got.run.error, algorithm: got.config.algorithm,
     bestPass1: got.run.bestPass1, bestIteration: got.run.bestIteration,
     iterations: evals.map((e) => {
       const it = iterations.find((i) => i.iteration === e.iteration);
       return { iteration: e.iteration, pass1: e.pass1, ci95: e.ci95, passK: e.passK, k: e.k, n: e.n, meanTurns: e.meanTurns, toolErrorRate: e.toolErrorRate,
-        trajectories: it?.trajectories ?? 0, trainCorrect: it?.correct ?? 0, pairs: it?.pairs ?? 0 };
+        trajectories: it?.trajectories ?? 0, trainCorrect: it?.correct ?? 0, pairs: it?.pairs ?? 0, breakdown: e.breakdown };
     }),
   };
 }
@@ -46,7 +46,7 @@ export function summaryTable(s: ReturnType<typeof runSummary>): string {
   return formatTable(
     ['iteration', 'samples', 'correct', 'pairs', 'pass@1', '95% CI', 'pass@k', 'turns', 'tool err'],
     s.iterations.map((r) => [
-      r.iteration === 0 ? '0 (SFT)' : String(r.iteration), r.trajectories || '–', r.trajectories ? pct(r.trainCorrect / r.trajectories) : '–', r.iteration === 0 ? '–' : r.pairs,
+      r.iteration === 0 && s.kind !== 'eval' ? '0 (SFT)' : String(r.iteration), r.trajectories || '–', r.trajectories ? pct(r.trainCorrect / r.trajectories) : '–', r.iteration === 0 ? '–' : r.pairs,
       pct(r.pass1), `${(100 * r.ci95[0]).toFixed(1)}–${(100 * r.ci95[1]).toFixed(1)}`, r.passK === null ? '–' : `${pct(r.passK)} (k=${r.k})`, r.meanTurns.toFixed(2), pct(r.toolErrorRate),
     ]),
   );

@@ -3,8 +3,11 @@ import type { Command } from 'commander';
 import { openStore, defaultDbPath } from '../store';
 import { formatTable } from './progress';
 import { runSummary, summaryTable } from './run';
+import { formatBreakdown } from './eval';
 
 const when = (iso: string) => iso.replace('T', ' ').slice(0, 19);
+/** A question on one table row: whitespace (MATH problems have newlines) collapsed, cut at 50 characters. */
+const oneLine = (q: string) => { const t = q.replace(/\s+/g, ' ').trim(); return t.length > 50 ? `${t.slice(0, 47)}...` : t; };
 
 export function register(program: Command): void {
   const runs = program.command('runs').description('list runs, or show one run with its iterations, trajectories and pairs');
@@ -19,8 +22,8 @@ export function register(program: Command): void {
         const list = store.listRuns({ limit: 1000 });
         if (o.json) { process.stdout.write(JSON.stringify(list) + '\n'); return; }
         if (!list.length) { process.stdout.write('no runs yet: start one with `mathagent run --preset smoke`\n'); return; }
-        process.stdout.write(formatTable(['run', 'name', 'algorithm', 'state', 'iteration', 'best pass@1', 'created'],
-          list.map((r) => [r.id, r.name, r.algorithm, r.state, `${r.iteration}/${r.iterations}`, r.bestPass1 === null ? '–' : `${(100 * r.bestPass1).toFixed(1)}%`, when(r.createdAt)])) + '\n');
+        process.stdout.write(formatTable(['run', 'name', 'kind', 'algorithm', 'state', 'iteration', 'best pass@1', 'created'],
+          list.map((r) => [r.id, r.name, r.kind, r.kind === 'eval' ? '–' : r.algorithm, r.state, `${r.iteration}/${r.iterations}`, r.bestPass1 === null ? '–' : `${(100 * r.bestPass1).toFixed(1)}%`, when(r.createdAt)])) + '\n');
       } finally { store.close(); }
     });
   runs
@@ -37,22 +40,32 @@ export function register(program: Command): void {
         if (!got) throw new Error(`no run with id ${runId}; see \`mathagent runs list\``);
         const s = runSummary(store, runId);
         const iterations = store.listIterations(runId).filter((i) => o.iteration === undefined || i.iteration === o.iteration);
-        const trajectories = iterations.map((it) => store.listTrajectoryHeaders({ runId, iteration: it.iteration, split: 'train', limit: o.json ? 5000 : o.limit }));
+        // An eval run has only held-out trajectories (and no pairs): list those instead of the (empty) training samples.
+        const isEval = got.run.kind === 'eval';
+        const trajectories = iterations.map((it) => store.listTrajectoryHeaders({ runId, iteration: it.iteration, split: isEval ? 'eval' : 'train', limit: o.json ? 5000 : o.limit }));
         const pairs = store.listPairs(runId, o.iteration);
         if (o.json) { process.stdout.write(JSON.stringify({ summary: s, iterations, trajectories, pairs }) + '\n'); return; }
         const out: string[] = [];
-        out.push(`run ${runId} "${got.run.name}" — ${got.config.algorithm}, ${got.run.state}${got.run.error ? ` (${got.run.error})` : ''}, created ${when(got.run.createdAt)}`);
+        const pc = got.config.policy;
+        const subject = pc.kind === 'openai' ? `${pc.model ?? 'the served model'} at ${pc.endpoints.map((e) => e.url).join(', ')}` : got.config.model.init ?? 'a fresh model';
+        const what = got.run.kind === 'eval' ? `evaluation of ${subject} on ${got.config.data.dataset} (${got.config.eval.split} split)` : got.config.algorithm;
+        out.push(`run ${runId} "${got.run.name}" — ${what}, ${got.run.state}${got.run.error ? ` (${got.run.error})` : ''}, created ${when(got.run.createdAt)}`);
         out.push('', summaryTable(s));
+        for (const e of s.iterations) {
+          if (e.breakdown && (o.iteration === undefined || o.iteration === e.iteration)) out.push('', `held-out pass@1 of iteration ${e.iteration} by subject and level:`, formatBreakdown(e.breakdown));
+        }
         for (const [i, it] of iterations.entries()) {
           const list = trajectories[i]!;
-          out.push('', `iteration ${it.iteration}: ${it.trajectories} trajectories, ${it.correct} correct, ${it.pairs} pairs; skipped prompts ${JSON.stringify(it.skipped)}`);
+          out.push('', isEval ? `greedy held-out trajectories (${list.total}):` : `iteration ${it.iteration}: ${it.trajectories} trajectories, ${it.correct} correct, ${it.pairs} pairs; skipped prompts ${JSON.stringify(it.skipped)}`);
           out.push(formatTable(['trajectory', 'outcome', 'reward', 'turns', 'answer', 'question'],
-            list.trajectories.map((t) => [t.id, t.outcome, t.reward, t.turns, t.extractedAnswer ?? '–', t.question.length > 50 ? `${t.question.slice(0, 47)}...` : t.question])));
+            list.trajectories.map((t) => [t.id, t.outcome, t.reward, t.turns, t.extractedAnswer ?? '–', oneLine(t.question)])));
           if (list.total > list.trajectories.length) out.push(`… ${list.total - list.trajectories.length} more (use --limit)`);
         }
-        out.push('', `pairs (${pairs.length}):`);
-        out.push(formatTable(['pair', 'prompt', 'chosen', 'rejected'], pairs.slice(0, o.limit).map((p) => [p.id, p.promptId, p.chosenId, p.rejectedId])));
-        if (pairs.length > o.limit) out.push(`… ${pairs.length - o.limit} more (use --limit)`);
+        if (!isEval) {
+          out.push('', `pairs (${pairs.length}):`);
+          out.push(formatTable(['pair', 'prompt', 'chosen', 'rejected'], pairs.slice(0, o.limit).map((p) => [p.id, p.promptId, p.chosenId, p.rejectedId])));
+          if (pairs.length > o.limit) out.push(`… ${pairs.length - o.limit} more (use --limit)`);
+        }
         process.stdout.write(out.join('\n') + '\n');
       } finally { store.close(); }
     });

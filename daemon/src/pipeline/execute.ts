@@ -21,7 +21,7 @@ import { rollout, type RolloutItem } from '../env/rollout';
 import { renderDemo } from '../env/demos';
 import type { Policy } from '../env/policy';
 import { buildPairs, selectRaft } from './pairs';
-import { summarizeEval } from './stats';
+import { evalBreakdown, summarizeEval } from './stats';
 import { hashSeed } from './rng';
 import { toHeader, trajectoryId } from './headers';
 import type { Engine, ModelHandle, TrainSequence } from './engine';
@@ -68,6 +68,19 @@ export function resolveCheckpoint(spec: string): string {
 
 export class RunAborted extends Error { constructor() { super('run stopped'); } }
 
+/**
+ * The problems a run uses in one role: fresh training prompts every iteration (online), fixed dev and held-out sets
+ * for every evaluation. Exported so `mathagent eval` checks the very problems its run will evaluate.
+ */
+export function runProblems(cfg: RunConfig, split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
+  const { dataset, difficulty } = cfg.data;
+  const seed = split === 'train' ? hashSeed(cfg.seed, 'train', iteration) : hashSeed(cfg.seed, split);
+  return getProblems({ dataset, split, count, seed, level: difficulty as 1 | 2 | 3 });
+}
+
+/** A run that trains nothing (no iterations, no SFT steps): it only evaluates its starting model. */
+export const isEvalOnly = (cfg: RunConfig): boolean => cfg.iterations === 0 && !(cfg.sft.enabled && cfg.sft.steps > 0);
+
 export async function executeRun(runId: string, config: RunConfig, deps: ExecuteDeps): Promise<void> {
   const x = new Execution(runId, config, deps);
   try { await x.run(); } finally { await x.close(); }
@@ -84,6 +97,8 @@ class Execution {
   private readonly external: ExternalTrainer | null;
   private st: ResumeState;
   private policyModel: ModelHandle | null = null;
+  /** cfg.limits, with maxTrajectoryTokens lowered to the model's context for an evaluation-only run. */
+  private limits: RunConfig['limits'];
 
   constructor(private readonly runId: string, private readonly cfg: RunConfig, private readonly d: ExecuteDeps) {
     const pc = cfg.policy;
@@ -92,6 +107,7 @@ class Execution {
     }
     if (cfg.externalTrainer && pc.kind !== 'openai') throw new Error('externalTrainer needs policy.kind "openai": the checkpoint it trains is sampled through a server');
     this.template = getTemplate(pc.kind === 'openai' ? pc.template : 'mathagent');
+    this.limits = cfg.limits;
     this.st = { ...initialState(), ...(d.store.getRunState<ResumeState>(runId) ?? {}) };
     this.tools = new SandboxPool({ timeoutMs: cfg.limits.toolTimeoutMs });
     this.python = cfg.tool.python ? new PythonTool({ timeoutMs: cfg.tool.pythonTimeoutMs }) : null;
@@ -149,10 +165,23 @@ class Execution {
   // ------------------------------------------------------------------------------------------------ data
 
   private problems(split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
-    const { dataset, difficulty } = this.cfg.data;
-    // Fresh training prompts every iteration (online), fixed held-out and dev sets for every evaluation.
-    const seed = split === 'train' ? hashSeed(this.cfg.seed, 'train', iteration) : hashSeed(this.cfg.seed, split);
-    return getProblems({ dataset, split, count, seed, level: difficulty as 1 | 2 | 3 });
+    return runProblems(this.cfg, split, count, iteration);
+  }
+
+  /**
+   * Training needs whole trajectories inside the model's context; an evaluation-only run instead generates at most
+   * a context's worth (a checkpoint trained with shorter trajectories is still evaluated, as `mathagent eval` did).
+   */
+  private fitContext(model: ModelHandle): void {
+    const context = this.d.engine.contextLength(model);
+    if (context >= this.limits.maxTrajectoryTokens) return;
+    if (isEvalOnly(this.cfg)) {
+      this.log(`limits.maxTrajectoryTokens ${this.limits.maxTrajectoryTokens} lowered to the model's context length ${context}`);
+      this.limits = { ...this.limits, maxTrajectoryTokens: context, maxTurnTokens: Math.min(this.limits.maxTurnTokens, context) };
+      return;
+    }
+    model.dispose();
+    throw new Error(`limits.maxTrajectoryTokens (${this.limits.maxTrajectoryTokens}) exceeds the model's context length (${context}) of ${this.cfg.model.init}; lower limits.maxTrajectoryTokens`);
   }
 
   // ------------------------------------------------------------------------------------------------ stages
@@ -169,21 +198,20 @@ class Execution {
       if (this.external && ex?.step === 'served') await this.external.serve(ex.checkpoint, ex.iteration);
     } else if (!this.st.policyCheckpoint) {
       // SFT stage (iteration 0).
-      const model = this.cfg.model.init ? await engine.load(resolveCheckpoint(this.cfg.model.init)) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
-      const context = engine.contextLength(model);
-      if (context < this.cfg.limits.maxTrajectoryTokens) {
-        model.dispose();
-        throw new Error(`limits.maxTrajectoryTokens (${this.cfg.limits.maxTrajectoryTokens}) exceeds the model's context length (${context}) of ${this.cfg.model.init}; lower limits.maxTrajectoryTokens`);
-      }
+      const init = this.cfg.model.init ? resolveCheckpoint(this.cfg.model.init) : null;
+      const model = init ? await engine.load(init) : engine.newModel(this.cfg.model.preset, this.cfg.seed, this.cfg.limits.maxTrajectoryTokens);
+      this.fitContext(model);
       // With `model.init`, SFT (when enabled) continues from that checkpoint.
       if (this.cfg.sft.enabled && this.cfg.sft.steps > 0) await this.sft(model);
-      const path = join(this.d.runDir, 'iter-0');
-      await engine.save(model, path, { runId: this.runId, iteration: 0 });
+      // An evaluation-only run of an existing checkpoint evaluates it where it is (no copy of the weights).
+      const path = init && isEvalOnly(this.cfg) ? init : join(this.d.runDir, 'iter-0');
+      if (path !== init) await engine.save(model, path, { runId: this.runId, iteration: 0 });
       this.d.store.addCheckpoint({ runId: this.runId, iteration: 0, path, metrics: {} });
       this.policyModel = model;
       this.commit({ sftCheckpoint: path, policyCheckpoint: path, previousCheckpoint: null, iteration: 1, phase: 'start' });
     } else {
       this.policyModel = await engine.load(this.st.policyCheckpoint);
+      this.fitContext(this.policyModel);
     }
     if (!this.st.sftEvaluated) {
       await this.evaluate(0, this.policyModel);
@@ -352,7 +380,8 @@ class Execution {
 
   /** Roll out items with live events; each finished trajectory is committed immediately. */
   private async rollout(policy: Policy, items: RolloutItem[], o: { temperature: number; seed: number }, split: 'train' | 'eval', onDone?: () => void, persist = true): Promise<Trajectory[]> {
-    const { limits, sampling } = this.cfg;
+    const { limits } = this;
+    const { sampling } = this.cfg;
     return rollout(policy, items, {
       template: this.template, maxTurns: limits.maxTurns, maxTurnTokens: limits.maxTurnTokens, maxTrajectoryTokens: limits.maxTrajectoryTokens,
       temperature: o.temperature, topP: sampling.topP, batchSize: sampling.batchSize, seed: o.seed, python: this.cfg.tool.python, signal: this.d.signal,
@@ -371,7 +400,7 @@ class Execution {
 
   private async evaluate(t: number, model: ModelHandle): Promise<void> {
     const { store, engine } = this.d;
-    const problems = this.problems('eval', this.cfg.data.evalPrompts);
+    const problems = this.problems(this.cfg.eval.split, this.cfg.data.evalPrompts);
     const k = this.cfg.eval.passK;
     const policy = this.remote ?? engine.policy(model, `iter${t}`);
     const greedyItems = problems.map((problem) => ({ id: trajectoryId(this.runId, t, problem.id, 0, 'eval'), runId: this.runId, iteration: t, sampleIndex: 0, problem }));
@@ -389,7 +418,7 @@ class Execution {
     const byPrompt = new Map<string, number>();
     for (const s of sampled) byPrompt.set(s.promptId, (byPrompt.get(s.promptId) ?? 0) + (s.reward >= 1 ? 1 : 0));
     const { pass1, passK, n, ci95, meanTurns, toolErrorRate } = summarizeEval(allGreedy, k, byPrompt);
-    store.insertEval({ runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate,
+    store.insertEval({ runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate, breakdown: evalBreakdown(problems, allGreedy),
       problems: allGreedy.map((x) => ({ promptId: x.promptId, correct: x.reward >= 1, correctK: k > 1 ? byPrompt.get(x.promptId) ?? 0 : null, trajectoryId: x.id })) });
     store.upsertIteration({ runId: this.runId, iteration: t, stage: 'eval', pass1, passK });
     this.d.emit({ type: 'eval/result', runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate });

@@ -3,10 +3,10 @@
  * was running when the daemon died is resumed from its committed state when the daemon starts again.
  */
 import { join } from 'node:path';
-import type { DaemonEventInput, RunState } from '@mathagent/shared';
+import type { DaemonEventInput, RunConfig, RunKind, RunState } from '@mathagent/shared';
 import type { Store } from '../store';
 import { resolveConfig } from './config';
-import { executeRun, RunAborted } from './execute';
+import { executeRun, isEvalOnly, RunAborted } from './execute';
 import type { Engine } from './engine';
 
 export interface RunManagerDeps {
@@ -28,9 +28,10 @@ export class RunManager {
   constructor(private readonly d: RunManagerDeps) {}
 
   /** Validate the config (errors name the field path), create the run and queue it. */
-  async start(p: { preset?: string; config?: Record<string, unknown>; file?: string }): Promise<{ runId: string }> {
+  async start(p: { preset?: string; config?: Record<string, unknown>; file?: string; kind?: RunKind }): Promise<{ runId: string }> {
     const config = resolveConfig({ preset: p.preset, file: p.file, overrides: p.config });
-    const run = this.d.store.createRun({ config, state: 'queued' });
+    if (p.kind === 'eval') checkEvalConfig(config);
+    const run = this.d.store.createRun({ config, kind: p.kind ?? 'train', state: 'queued' });
     this.setState(run.id, 'queued', null);
     this.schedule(run.id);
     return { runId: run.id };
@@ -111,4 +112,10 @@ export class RunManager {
       this.controllers.delete(runId);
     }
   }
+}
+
+/** An eval run trains nothing and evaluates something given: a checkpoint (`model.init`) or a served model. */
+export function checkEvalConfig(config: RunConfig): void {
+  if (!isEvalOnly(config)) throw new Error('an eval run trains nothing: set iterations to 0 and sft.enabled to false');
+  if (config.policy.kind === 'local' && !config.model.init) throw new Error('an eval run needs a checkpoint to evaluate (model.init) or a remote policy (policy.kind "openai")');
 }

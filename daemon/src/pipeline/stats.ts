@@ -1,4 +1,8 @@
-/** Evaluation statistics: Wilson 95% interval for a proportion, and the unbiased pass@k estimator. */
+/**
+ * Evaluation statistics: Wilson 95% interval for a proportion, the unbiased pass@k estimator, and greedy pass@1
+ * broken down by subject and level.
+ */
+import type { BreakdownRow, EvalBreakdown } from '@mathagent/shared';
 
 export function wilson95(successes: number, n: number): [number, number] {
   if (n === 0) return [0, 0];
@@ -47,4 +51,42 @@ export function summarizeEval(
     meanTurns: n ? greedy.reduce((a, x) => a + x.turns.length, 0) / n : 0,
     toolErrorRate: n ? greedy.filter((x) => x.turns.some((t) => t.observation?.error)).length / n : 0,
   };
+}
+
+/**
+ * Greedy pass@1 per value of a problem meta field (`subject`, `level`), sorted by key (numbers in numeric order).
+ * Trajectories whose prompt is not among `problems`, or whose problem lacks the field, are left out.
+ */
+export function breakdownBy(
+  problems: ReadonlyArray<{ id: string; meta?: Record<string, string | number> }>,
+  greedy: ReadonlyArray<{ promptId: string; reward: number }>,
+  field: string,
+): BreakdownRow[] {
+  const meta = new Map(problems.map((p) => [p.id, p.meta?.[field]]));
+  const groups = new Map<string, { n: number; correct: number }>();
+  for (const g of greedy) {
+    const value = meta.get(g.promptId);
+    if (value === undefined || value === '') continue;
+    const key = String(value);
+    const e = groups.get(key) ?? { n: 0, correct: 0 };
+    e.n++;
+    if (g.reward >= 1) e.correct++;
+    groups.set(key, e);
+  }
+  return [...groups.entries()]
+    .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+    .map(([key, v]) => ({ key, n: v.n, correct: v.correct, pass1: v.correct / v.n }));
+}
+
+/**
+ * The per-subject / per-level breakdown of an evaluation. Only datasets whose problems carry a subject (MATH,
+ * MATH-500) get one: a level-only table (the synthetic task) says nothing pass@1 does not already say.
+ */
+export function evalBreakdown(
+  problems: ReadonlyArray<{ id: string; meta?: Record<string, string | number> }>,
+  greedy: ReadonlyArray<{ promptId: string; reward: number }>,
+): EvalBreakdown | null {
+  const subject = breakdownBy(problems, greedy, 'subject');
+  if (!subject.length) return null;
+  return { subject, level: breakdownBy(problems, greedy, 'level') };
 }

@@ -189,7 +189,10 @@ export async function startServer(opts: ServerOptions): Promise<DaemonServer> {
     'run/get': (p) => {
       const r = store.getRun(p.runId);
       if (!r) throw new NotFoundError('run', p.runId);
-      return { run: r.run, config: r.config, iterations: store.listIterations(p.runId) };
+      // The per-problem list stays in the store: the panels read trajectories, not 500-row arrays per iteration.
+      const evals = store.listEvals(p.runId).map(({ iteration, pass1, ci95, passK, k, n, meanTurns, toolErrorRate, breakdown }) =>
+        ({ iteration, pass1, ci95, passK, k, n, meanTurns, toolErrorRate, breakdown }));
+      return { run: r.run, config: r.config, iterations: store.listIterations(p.runId), evals };
     },
     'trajectory/list': (p) => {
       requireRun(p.runId);

@@ -151,6 +151,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `);
   },
+  // 2: evaluation-only runs (`mathagent eval`) and the per-subject / per-level breakdown of an evaluation.
+  (db) => {
+    db.exec(`
+      ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'eval'));
+      -- JSON {subject: [...], level: [...]} (shared EvalBreakdown), NULL when the dataset has no subjects.
+      ALTER TABLE evals ADD COLUMN breakdown TEXT;
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

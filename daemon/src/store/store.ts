@@ -18,10 +18,12 @@ import {
   type AnnotationLabel,
   type CompareResult,
   type DaemonEvent,
+  type EvalBreakdown,
   type IterationSummary,
   type MetricPoint,
   type OutcomeLabel,
   type Pair,
+  type RunKind,
   type RunState,
   type RunSummary,
   type Stage,
@@ -43,6 +45,8 @@ export interface CreateRunInput {
   /** Defaults to `config.name`. */
   name?: string;
   config: RunConfig;
+  /** Default `train`; `eval` for an evaluation-only run (`mathagent eval`). */
+  kind?: RunKind;
   state?: RunState;
   stage?: Stage | null;
 }
@@ -73,10 +77,12 @@ export interface EvalRecord {
   ci95: [number, number];
   meanTurns: number;
   toolErrorRate: number;
+  /** Greedy pass@1 by subject and level (MATH, MATH-500); null for datasets without subjects. */
+  breakdown: EvalBreakdown | null;
   problems: EvalProblem[];
   createdAt: string;
 }
-export type EvalInput = Omit<EvalRecord, 'createdAt'> & { createdAt?: string };
+export type EvalInput = Omit<EvalRecord, 'createdAt' | 'breakdown'> & { createdAt?: string; breakdown?: EvalBreakdown | null };
 
 export interface CheckpointRecord {
   id: number;
@@ -109,7 +115,7 @@ function newRunId(): string {
 }
 
 interface RunRow {
-  id: string; name: string; config: string; algorithm: string; iterations: number; state: string; stage: string | null;
+  id: string; name: string; kind: string; config: string; algorithm: string; iterations: number; state: string; stage: string | null;
   iteration: number; error: string | null; best_pass1: number | null; best_iteration: number | null; created_at: string; updated_at: string;
 }
 interface IterationRow {
@@ -125,13 +131,14 @@ interface AnnotationRow {
 }
 interface EvalRow {
   run_id: string; iteration: number; pass1: number; pass_k: number | null; k: number; n: number; ci_low: number; ci_high: number;
-  mean_turns: number; tool_error_rate: number; problems: string; created_at: string;
+  mean_turns: number; tool_error_rate: number; problems: string; breakdown: string | null; created_at: string;
 }
 interface CheckpointRow { id: number; run_id: string; iteration: number; path: string; metrics: string; is_best: number; created_at: string }
 
 const toRun = (r: RunRow): RunSummary => ({
   id: r.id,
   name: r.name,
+  kind: r.kind as RunKind,
   algorithm: r.algorithm as RunSummary['algorithm'],
   state: r.state as RunState,
   stage: r.stage as Stage | null,
@@ -191,6 +198,7 @@ const toEval = (r: EvalRow): EvalRecord => ({
   ci95: [r.ci_low, r.ci_high],
   meanTurns: r.mean_turns,
   toolErrorRate: r.tool_error_rate,
+  breakdown: r.breakdown === null ? null : (JSON.parse(r.breakdown) as EvalBreakdown),
   problems: JSON.parse(r.problems) as EvalProblem[],
   createdAt: r.created_at,
 });
@@ -256,8 +264,10 @@ export class Store {
     const config = RunConfig.parse(input.config);
     const id = input.id ?? newRunId();
     const t = now();
-    this.stmt(`INSERT INTO runs (id, name, config, algorithm, iterations, state, stage, iteration, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`).run(id, input.name ?? config.name, JSON.stringify(config), config.algorithm,
+    const kind = input.kind ?? 'train';
+    if (kind !== 'train' && kind !== 'eval') throw new TypeError(`run kind must be 'train' or 'eval', got ${String(kind)}`);
+    this.stmt(`INSERT INTO runs (id, name, kind, config, algorithm, iterations, state, stage, iteration, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`).run(id, input.name ?? config.name, kind, JSON.stringify(config), config.algorithm,
       config.iterations, input.state ?? 'queued', input.stage ?? null, t, t);
     return this.getRunSummary(id)!;
   }
@@ -494,14 +504,14 @@ export class Store {
 
   // -------------------------------------------------------------------------------------------- evaluations
 
-  /** Stores (or replaces) the evaluation of an iteration. */
+  /** Stores (or replaces) the evaluation of an iteration, with its breakdown (none when absent). */
   insertEval(e: EvalInput): EvalRecord {
-    this.stmt(`INSERT INTO evals (run_id, iteration, pass1, pass_k, k, n, ci_low, ci_high, mean_turns, tool_error_rate, problems, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO evals (run_id, iteration, pass1, pass_k, k, n, ci_low, ci_high, mean_turns, tool_error_rate, problems, breakdown, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(run_id, iteration) DO UPDATE SET pass1 = excluded.pass1, pass_k = excluded.pass_k, k = excluded.k, n = excluded.n,
         ci_low = excluded.ci_low, ci_high = excluded.ci_high, mean_turns = excluded.mean_turns, tool_error_rate = excluded.tool_error_rate,
-        problems = excluded.problems, created_at = excluded.created_at`).run(e.runId, e.iteration, e.pass1, e.passK, e.k, e.n,
-      e.ci95[0], e.ci95[1], e.meanTurns, e.toolErrorRate, JSON.stringify(e.problems), e.createdAt ?? now());
+        problems = excluded.problems, breakdown = excluded.breakdown, created_at = excluded.created_at`).run(e.runId, e.iteration, e.pass1, e.passK, e.k, e.n,
+      e.ci95[0], e.ci95[1], e.meanTurns, e.toolErrorRate, JSON.stringify(e.problems), e.breakdown ? JSON.stringify(e.breakdown) : null, e.createdAt ?? now());
     return this.getEval(e.runId, e.iteration)!;
   }
 
