@@ -4,7 +4,7 @@
  * Compiled into both bundles: the extension (Node) and the webview (browser).
  */
 import { z } from 'zod';
-import { Annotation, AnnotationLabel, CompareRow, MetricPoint, OutcomeLabel, Turn } from '@mathagent/shared';
+import { Annotation, AnnotationLabel, CompareRow, EvalResult, MetricPoint, OutcomeLabel, Turn } from '@mathagent/shared';
 
 /** What a panel shows of a trajectory: a stored one, or one still being sampled (outcome null, live true). */
 export const TrajectoryView = z.object({
@@ -54,6 +54,8 @@ export const ToWebview = z.discriminatedUnion('type', [
   z.object({ type: z.literal('compareDetail'), promptId: z.string(), a: TrajectoryView, b: TrajectoryView, divergeTurn: z.number().int().nullable() }),
   /** Metrics panel: all points (replace) or new points (append). */
   z.object({ type: z.literal('metrics'), runId: z.string(), title: z.string(), points: z.array(MetricPoint), replace: z.boolean() }),
+  /** Metrics panel: the run's held-out evaluations (all of them, replacing), for the per-subject / per-level table. */
+  z.object({ type: z.literal('evals'), runId: z.string(), evals: z.array(EvalResult) }),
   z.object({ type: z.literal('error'), message: z.string() }),
 ]);
 export type ToWebview = z.infer<typeof ToWebview>;

@@ -2,7 +2,7 @@
  * The webview bundle shared by all MathAgent panels; `<body data-panel>` says which one. Messages from the
  * extension are schema-checked; the panel's state is saved with setState so a reload restores it.
  */
-import type { MetricPoint } from '@mathagent/shared';
+import type { EvalResult, MetricPoint } from '@mathagent/shared';
 import { FromWebview, PanelKind, ToWebview, type PanelState, type TrajectoryView } from '../src/webviewProtocol';
 import { clear, h } from './dom';
 import { renderMetrics } from './metricsView';
@@ -144,10 +144,10 @@ function renderComparePanel(): void {
 }
 
 // ----------------------------------------------------------------------------------------------- metrics
-const mp = { runId: '', title: '', points: [] as MetricPoint[] };
+const mp = { runId: '', title: '', points: [] as MetricPoint[], evals: [] as EvalResult[] };
 function renderMetricsPanel(): void {
   clear(app);
-  app.append(renderMetrics(mp.title || 'Metrics', mp.points));
+  app.append(renderMetrics(mp.title || 'Metrics', mp.points, mp.evals));
 }
 
 // ----------------------------------------------------------------------------------------------- wiring
@@ -173,6 +173,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
     case 'compare': cp.summary = m; saveState(); renderComparePanel(); return;
     case 'compareDetail': cp.detail = m; cp.selected = m.promptId; saveState(); renderComparePanel(); return;
     case 'metrics': {
+      if (m.runId !== mp.runId) mp.evals = [];
       mp.runId = m.runId; mp.title = m.title;
       if (m.replace) mp.points = m.points;
       else {
@@ -183,6 +184,10 @@ window.addEventListener('message', (ev: MessageEvent) => {
       }
       saveState(); renderMetricsPanel(); return;
     }
+    case 'evals':
+      // Evaluations of another run (a stale reply after the panel switched runs) are not this panel's.
+      if (mp.runId && m.runId !== mp.runId) return;
+      mp.evals = m.evals; renderMetricsPanel(); return;
   }
 });
 

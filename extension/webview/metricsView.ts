@@ -1,5 +1,8 @@
-/** Metrics panel: hand-drawn SVG line charts (no chart library, nothing from a CDN). */
-import type { MetricPoint } from '@mathagent/shared';
+/**
+ * Metrics panel: hand-drawn SVG line charts (no chart library, nothing from a CDN), and held-out pass@1 by subject
+ * and level under them when the run's evaluations have a breakdown (MATH, MATH-500).
+ */
+import type { BreakdownRow, EvalResult, MetricPoint } from '@mathagent/shared';
 import { h, s } from './dom';
 import { formatTick, linePath, niceTicks, scale, stepAxis } from './chart';
 
@@ -64,7 +67,34 @@ function chart(spec: ChartSpec, points: MetricPoint[]): HTMLElement | null {
   return h('div', { class: 'chart', 'data-chart': spec.names[0]! }, h('h2', {}, spec.title), key, svg);
 }
 
-export function renderMetrics(title: string, points: MetricPoint[]): HTMLElement {
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/**
+ * One table per field (subject, level): a row per key with its n and greedy pass@1, one pass@1 column per evaluated
+ * iteration (a run's model is evaluated on the same problems each iteration, so the columns compare). n is the
+ * latest evaluation's. Null when no evaluation has a breakdown.
+ */
+export function renderBreakdown(evals: readonly EvalResult[]): HTMLElement | null {
+  const withB = evals.filter((e) => e.breakdown !== null).sort((a, b) => a.iteration - b.iteration);
+  if (!withB.length) return null;
+  const box = h('div', { class: 'breakdown' }, h('h2', {}, 'Held-out pass@1 by subject and level'));
+  for (const [field, title] of [['subject', 'Subject'], ['level', 'Level']] as const) {
+    const byIter = withB.map((e) => new Map(e.breakdown![field].map((r) => [r.key, r] as const)));
+    const keys = [...new Set(byIter.flatMap((m) => [...m.keys()]))].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    if (!keys.length) continue;
+    const head = h('tr', {}, h('th', {}, title), h('th', { class: 'num' }, 'n'),
+      ...withB.map((e) => h('th', { class: 'num' }, withB.length === 1 ? 'pass@1' : `pass@1 it ${e.iteration}`)));
+    const rows = keys.map((k) => {
+      const latest = byIter[byIter.length - 1]!.get(k);
+      const cell = (r: BreakdownRow | undefined) => r ? h('td', { class: 'num', title: `${r.correct} of ${r.n} correct` }, pct(r.pass1)) : h('td', { class: 'num muted' }, '–');
+      return h('tr', { 'data-key': k }, h('td', {}, k), h('td', { class: 'num' }, latest ? latest.n : '–'), ...byIter.map((m) => cell(m.get(k))));
+    });
+    box.append(h('table', { class: 'breakdown-table', 'data-breakdown': field }, h('thead', {}, head), h('tbody', {}, ...rows)));
+  }
+  return box;
+}
+
+export function renderMetrics(title: string, points: MetricPoint[], evals: readonly EvalResult[] = []): HTMLElement {
   const root = h('div', { class: 'metrics' }, h('h1', {}, title));
   const charts = SPECS.map((sp) => chart(sp, points)).filter((c): c is HTMLElement => c !== null);
   const known = new Set(SPECS.flatMap((sp) => sp.names));
@@ -73,6 +103,8 @@ export function renderMetrics(title: string, points: MetricPoint[]): HTMLElement
   for (const n of others) { const c = chart({ title: n, names: [n], byIteration: n.startsWith('eval/') }, points); if (c) charts.push(c); }
   if (!charts.length) root.append(h('p', { class: 'muted empty' }, 'No metrics yet: they appear while the run trains (SFT, then each iteration\'s preference training and evaluation).'));
   else root.append(h('div', { class: 'charts' }, ...charts));
+  const breakdown = renderBreakdown(evals);
+  if (breakdown) root.append(breakdown);
   root.append(h('p', { class: 'muted' }, `${points.length} points`));
   return root;
 }

@@ -1,9 +1,10 @@
 /**
  * The Metrics panel of one run: loss, rewards/margins, chosen/rejected log-probs per step and pass@1 per
- * iteration; filled from `metrics/get`, then live from `train/metrics` and `eval/result` events.
+ * iteration; filled from `metrics/get`, then live from `train/metrics` and `eval/result` events. Under the charts,
+ * held-out pass@1 by subject and level (MATH, MATH-500) from `run/get`'s evals, fetched again after each evaluation.
  */
 import * as vscode from 'vscode';
-import type { MetricPoint } from '@mathagent/shared';
+import type { EvalResult, MetricPoint } from '@mathagent/shared';
 import { eventToPoints, mergePoints } from '../model/metrics';
 import type { FromWebview } from '../webviewProtocol';
 import { BasePanel, createPanel, type PanelContext } from './basePanel';
@@ -11,6 +12,7 @@ import { BasePanel, createPanel, type PanelContext } from './basePanel';
 export class MetricsPanel extends BasePanel {
   static readonly open = new Map<string, MetricsPanel>();
   private points: MetricPoint[] = [];
+  private evals: EvalResult[] = [];
   private pending: MetricPoint[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
 
@@ -28,6 +30,8 @@ export class MetricsPanel extends BasePanel {
     MetricsPanel.open.set(runId, this);
     this.track(ctx.conn.onEvent((ev) => {
       if (ev.runId !== runId) return;
+      // The event carries the summary only; the breakdown is in the store by the time it is emitted.
+      if (ev.type === 'eval/result') void this.loadEvals();
       const pts = eventToPoints(ev);
       if (!pts.length) return;
       // Steps come fast during training: batch them into one message per 250 ms.
@@ -49,9 +53,20 @@ export class MetricsPanel extends BasePanel {
       ]);
       this.points = mergePoints(mergePoints(r.points, evals), this.pending);
       this.pending = [];
+      this.evals = run.evals;
       this.panel.title = this.title();
       this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: this.points, replace: true });
+      this.post({ type: 'evals', runId: this.runId, evals: this.evals });
     } catch (e) { this.fail(e); }
+  }
+
+  private async loadEvals(): Promise<void> {
+    try {
+      const run = await this.ctx.conn.request('run/get', { runId: this.runId });
+      if (this.disposed) return;
+      this.evals = run.evals;
+      this.post({ type: 'evals', runId: this.runId, evals: this.evals });
+    } catch (e) { this.ctx.log.warn(`metrics panel: evaluations of ${this.runId} not refreshed: ${e instanceof Error ? e.message : String(e)}`); }
   }
 
   private flushPoints(): void {
@@ -62,7 +77,10 @@ export class MetricsPanel extends BasePanel {
     this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: pts, replace: false });
   }
 
-  protected resend(): void { this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: this.points, replace: true }); }
+  protected resend(): void {
+    this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: this.points, replace: true });
+    this.post({ type: 'evals', runId: this.runId, evals: this.evals });
+  }
   protected onMessage(_msg: FromWebview): void { /* the metrics view only displays */ }
 
   override dispose(): void {

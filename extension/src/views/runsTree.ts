@@ -97,8 +97,8 @@ export class RunsTree implements vscode.TreeDataProvider<TreeNode>, vscode.Dispo
         const item = new vscode.TreeItem(r?.name ?? node.runId, C.Collapsed);
         if (r) {
           const best = r.bestPass1 !== null ? ` · best pass@1 ${(r.bestPass1 * 100).toFixed(1)}% (it ${r.bestIteration})` : '';
-          item.description = `${r.algorithm} · ${r.state}${r.stage && r.state === 'running' ? ` (${r.stage}, it ${r.iteration}/${r.iterations})` : ''}${best}`;
-          item.tooltip = new vscode.MarkdownString(`**${r.name}** \`${r.id}\`\n\n${r.algorithm}, ${r.iterations} iterations, created ${r.createdAt}${r.error ? `\n\n$(error) ${r.error}` : ''}`, true);
+          item.description = `${r.kind === 'eval' ? 'eval' : r.algorithm} · ${r.state}${r.stage && r.state === 'running' ? ` (${r.stage}, it ${r.iteration}/${r.iterations})` : ''}${best}`;
+          item.tooltip = new vscode.MarkdownString(`**${r.name}** \`${r.id}\`\n\n${r.kind === 'eval' ? 'evaluation only' : `${r.algorithm}, ${r.iterations} iterations`}, created ${r.createdAt}${r.error ? `\n\n$(error) ${r.error}` : ''}`, true);
           item.iconPath = new vscode.ThemeIcon(r.state === 'running' ? 'sync~spin' : r.state === 'failed' ? 'error' : r.state === 'finished' ? 'check-all' : 'debug-pause');
           item.contextValue = r.state === 'running' || r.state === 'queued' ? 'run.active' : 'run';
         }
