@@ -18,7 +18,7 @@ import { evalRunConfig, formatBreakdown, type EvalOptions } from '../../daemon/s
 // Six MATH-like problems and their greedy results.
 //   p1 Algebra L1 ✓   p2 Algebra L2 ✗   p3 Geometry L2 ✓   p4 Geometry L10 ✓   p5 Number Theory L10 ✗
 //   p6 (no subject, level 2) ✗          and a trajectory of a prompt that is not among the problems (ignored).
-const problems = [
+const problems: Array<{ id: string; meta: Record<string, string | number> }> = [
   { id: 'p1', meta: { subject: 'Algebra', level: 1 } },
   { id: 'p2', meta: { subject: 'Algebra', level: 2 } },
   { id: 'p3', meta: { subject: 'Geometry', level: 2 } },
