@@ -47,6 +47,9 @@ test('a smoke run over the WebSocket API: events in order, rows stored', { timeo
 
     const run = await client.request('run/get', { runId });
     assert.equal(run.run.state, 'finished');
+    assert.equal(run.run.kind, 'train');
+    // run/get carries each iteration's evaluation, as the eval/result events did; the synthetic task has no subjects.
+    assert.deepEqual(run.evals.map((e) => [e.iteration, e.n, e.pass1, e.breakdown]), evals.map((e) => e.type === 'eval/result' && [e.iteration, e.n, e.pass1, null]));
     assert.equal(run.iterations.filter((i) => i.iteration >= 1).length, 2);
     for (const it of run.iterations.filter((i) => i.iteration >= 1)) assert.equal(it.trajectories, 6 * 4);
     const list = await client.request('trajectory/list', { runId, iteration: 1, split: 'train' });
