@@ -23,19 +23,24 @@ describe('GPT config and parameters', () => {
     for (const name of ['tiny', 'small', 'base'] as const) {
       const c = { ...PRESETS[name], vocabSize: V };
       const C = c.nEmbd, Q = C + 2 * c.nKvHead * (C / c.nHead); // qkv width
-      counts[name] = V * C + c.blockSize * C + c.nLayer * (C * Q + Q + C * C + C + 4 * C + 8 * C * C + 5 * C) + 2 * C;
+      counts[name] = V * C + (c.prevToken ? V * C : 0) + (c.positions === 'learned' ? c.blockSize * C : 0) + c.nLayer * (C * Q + Q + C * C + C + 4 * C + 8 * C * C + 5 * C) + 2 * C;
     }
     assert.ok(counts.tiny! > 40e3 && counts.tiny! < 60e3, `tiny ${counts.tiny}`);
-    assert.ok(counts.small! > 0.8e6 && counts.small! < 1.2e6, `small ${counts.small}`);
+    assert.ok(counts.small! > 0.7e6 && counts.small! < 1.2e6, `small ${counts.small}`);
     assert.ok(counts.base! > 20e6 && counts.base! < 30e6, `base ${counts.base}`);
     const m = new GPT(cfg(), 1);
     assert.equal(m.paramCount(), counts.tiny);
     const names = m.variableNames();
-    assert.deepEqual(names.slice(0, 4), ['wte', 'wpe', 'h.0.ln1.g', 'h.0.ln1.b']);
+    assert.deepEqual(names.slice(0, 3), ['wte', 'wprev', 'h.0.ln1.g'], 'rope: no position table; the previous-token table');
     assert.equal(names.at(-1), 'lnf.b');
     assert.equal(m.variables().length, names.length);
     assert.deepEqual(m.variables()[2]!.shape, [32]);
     m.dispose();
+    // Learned positions (checkpoints from before rope): a [blockSize, C] table after the token embedding.
+    const l = new GPT({ ...cfg(), positions: 'learned', prevToken: false }, 1);
+    assert.deepEqual(l.variableNames().slice(0, 3), ['wte', 'wpe', 'h.0.ln1.g']);
+    assert.equal(l.paramCount(), counts.tiny! + (cfg().blockSize - V) * cfg().nEmbd);
+    l.dispose();
   });
 
   it('rejects bad configs and inputs with clear errors', () => {

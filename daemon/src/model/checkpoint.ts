@@ -177,6 +177,9 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   if (cfg.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint file ${cfgPath}: version ${cfg.version} is not supported (this build reads ${CHECKPOINT_VERSION})`);
   // Checkpoints written before grouped-query attention have no nKvHead: plain multi-head attention.
   if (cfg.model && typeof cfg.model === 'object' && cfg.model.nKvHead === undefined) cfg.model.nKvHead = cfg.model.nHead;
+  // ... and checkpoints written before rotary positions have a learned position table.
+  if (cfg.model && typeof cfg.model === 'object' && cfg.model.positions === undefined) cfg.model.positions = 'learned';
+  if (cfg.model && typeof cfg.model === 'object' && cfg.model.prevToken === undefined) cfg.model.prevToken = false;
   try {
     validateConfig(cfg.model);
   } catch (e) {

@@ -1,5 +1,6 @@
 /**
- * A decoder-only transformer (GPT-2 shape, nanoGPT-style): token + learned position embeddings, nLayer
+ * A decoder-only transformer (GPT-2 shape, nanoGPT-style): token embeddings + learned position embeddings or
+ * rotary positions (rope.ts) on queries and keys, nLayer
  * pre-norm blocks (x += attn(ln1(x)); x += mlp(ln2(x))) with causal grouped-query attention (nKvHead key/value
  * heads shared by nHead query heads; nKvHead = nHead is plain multi-head), a final layer norm and an output
  * head tied to the token embedding. Batches are right-padded: attention is causal, so real tokens never see the padding that
@@ -11,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attentionBatched, attentionPerHead, causalBias, embed, gelu, layerNorm, linear, oneHotF32, tiedHead } from './layers';
 import { isHostBackend } from './backends';
+import { ROPE_BASE, ropeQkv, ropeTensors } from './rope';
 
 export interface GPTConfig {
   /** Ids the model reads and predicts (ByteTokenizer: 256 bytes + the template's specials). */
@@ -34,17 +36,29 @@ export interface GPTConfig {
   lnEps: number;
   /** Std of the normal weight init (0.02); residual output projections get 0.02/√(2·nLayer) (GPT-2). */
   initStd: number;
+  /**
+   * Positions: 'rope' rotates queries and keys (copying digits, a relative-position skill, is learned several
+   * times faster); 'learned' adds a GPT-2 position table (checkpoints written before rope existed).
+   */
+  positions: 'learned' | 'rope';
+  /**
+   * Add an embedding of the previous token to each position's input (a "token shift", as in RWKV). Every
+   * position then knows which token came before it, so one attention layer can copy ("after the 3 I just
+   * wrote came a 2 in the question"), instead of the two-layer induction circuit a model must first grow.
+   */
+  prevToken: boolean;
 }
+
 
 export type PresetName = 'tiny' | 'small' | 'base';
 
 export const PRESETS: Record<PresetName, Omit<GPTConfig, 'vocabSize'>> = {
   /** ~50k parameters: unit tests (grouped-query attention, 2 query heads per KV head, so tests cover it). */
-  tiny: { blockSize: 128, nLayer: 3, nHead: 2, nKvHead: 1, nEmbd: 32, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  tiny: { blockSize: 128, nLayer: 3, nHead: 2, nKvHead: 1, nEmbd: 32, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02, positions: 'rope', prevToken: true },
   /** ~0.9M parameters: trains and samples on a CPU with the wasm backend; one KV head (multi-query). */
-  small: { blockSize: 1024, nLayer: 4, nHead: 4, nKvHead: 1, nEmbd: 128, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  small: { blockSize: 1024, nLayer: 4, nHead: 4, nKvHead: 1, nEmbd: 128, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02, positions: 'rope', prevToken: true },
   /** ~25M parameters: for a GPU (webgpu / tfjs-node-gpu); 4 query heads per KV head. */
-  base: { blockSize: 2048, nLayer: 8, nHead: 8, nKvHead: 2, nEmbd: 512, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02 },
+  base: { blockSize: 2048, nLayer: 8, nHead: 8, nKvHead: 2, nEmbd: 512, mlpRatio: 4, lnEps: 1e-5, initStd: 0.02, positions: 'rope', prevToken: true },
 };
 
 /** The full config of a preset for a tokenizer's vocabulary size. */
@@ -68,6 +82,9 @@ export function validateConfig(c: GPTConfig): void {
   if (c.nHead % c.nKvHead !== 0) throw new Error(`GPT config: nHead (${c.nHead}) must be a multiple of nKvHead (${c.nKvHead})`);
   if (!(c.lnEps > 0)) throw new Error(`GPT config: lnEps must be > 0, got ${String(c.lnEps)}`);
   if (!(c.initStd > 0)) throw new Error(`GPT config: initStd must be > 0, got ${String(c.initStd)}`);
+  if (c.positions !== 'learned' && c.positions !== 'rope') throw new Error(`GPT config: positions must be 'learned' or 'rope', got ${String(c.positions)}`);
+  if (typeof c.prevToken !== 'boolean') throw new Error(`GPT config: prevToken must be true or false, got ${String(c.prevToken)}`);
+  if (c.positions === 'rope' && (c.nEmbd / c.nHead) % 2 !== 0) throw new Error(`GPT config: rope needs an even head size, got nEmbd/nHead = ${c.nEmbd / c.nHead}`);
 }
 
 /** How attention is computed: per-(sequence, head) 2-D matMuls (fast on wasm/cpu) or batched (GPU, short sequences). */
@@ -88,6 +105,7 @@ export class GPT {
   private readonly names: string[] = [];
   private readonly vars = new Map<string, tf.Variable>();
   private readonly biasCache = new Map<number, tf.Tensor2D>();
+  private readonly ropeCache = new Map<number, { cos: tf.Tensor3D; sin: tf.Tensor3D }>();
   private disposed = false;
 
   constructor(config: GPTConfig, seed = 0) {
@@ -107,7 +125,8 @@ export class GPT {
     };
     const residStd = this.config.initStd / Math.sqrt(2 * nLayer);
     add('wte', [V, C], 'normal');
-    add('wpe', [blockSize, C], 'normal');
+    if (this.config.positions === 'learned') add('wpe', [blockSize, C], 'normal');
+    if (this.config.prevToken) add('wprev', [V, C], 'normal');
     for (let i = 0; i < nLayer; i++) {
       add(`h.${i}.ln1.g`, [C], 'ones');
       add(`h.${i}.ln1.b`, [C], 'zeros');
@@ -158,6 +177,17 @@ export class GPT {
     return b;
   }
 
+  /** RoPE cos/sin [T, 1, hd/2] for positions 0..T-1, cached across calls. */
+  ropeTable(T: number): { cos: tf.Tensor3D; sin: tf.Tensor3D } {
+    let r = this.ropeCache.get(T);
+    if (!r) {
+      const t = ropeTensors(Array.from({ length: T }, (_, i) => i), this.config.nEmbd / this.config.nHead, ROPE_BASE);
+      r = { cos: tf.keep(t.cos), sin: tf.keep(t.sin) };
+      this.ropeCache.set(T, r);
+    }
+    return r;
+  }
+
   private checkIds(ids: tf.Tensor, what: string): [number, number] {
     if (this.disposed) throw new Error('GPT: model was disposed');
     if (ids.rank !== 2) throw new Error(`GPT.${what}: ids must be [batch, time], got shape [${ids.shape.join(', ')}]`);
@@ -185,11 +215,25 @@ export class GPT {
     const perHead = this.attention === 'perHead' || (this.attention === 'auto' && isHostBackend() && T >= 64);
     const bias = this.causalBias(T);
     return tf.tidy(() => {
-      const positions = tf.tidy(() => tf.reshape(tf.tile(tf.range(0, T, 1, 'int32').expandDims(0), [B, 1]), [B * T]) as tf.Tensor1D);
-      let x = tf.add(embed(p('wte'), tf.reshape(ids, [B * T])), embed(p('wpe'), positions)) as tf.Tensor2D;
+      const rope = this.config.positions === 'rope';
+      let x = embed(p('wte'), tf.reshape(ids, [B * T]));
+      if (this.config.prevToken) {
+        // Row b, position t gets the embedding of ids[b, t-1]; position 0 gets that of id 0 (NUL, never in text).
+        const prev = tf.concat([tf.zeros([B, 1], 'int32'), tf.slice(ids, [0, 0], [B, T - 1])], 1);
+        x = tf.add(x, embed(p('wprev'), tf.reshape(prev, [B * T]))) as tf.Tensor2D;
+      }
+      if (!rope) {
+        const positions = tf.reshape(tf.tile(tf.range(0, T, 1, 'int32').expandDims(0), [B, 1]), [B * T]) as tf.Tensor1D;
+        x = tf.add(x, embed(p('wpe'), positions)) as tf.Tensor2D;
+      }
+      // Every row starts at position 0 (batches are right-padded): the [T] table tiled over the batch.
+      const table = rope ? this.ropeTable(T) : null;
+      const cos = table ? (B === 1 ? table.cos : tf.tile(table.cos, [B, 1, 1]) as tf.Tensor3D) : null;
+      const sin = table ? (B === 1 ? table.sin : tf.tile(table.sin, [B, 1, 1]) as tf.Tensor3D) : null;
       for (let i = 0; i < nLayer; i++) {
         const h = layerNorm(x, v1(`h.${i}.ln1.g`), v1(`h.${i}.ln1.b`), lnEps);
-        const qkv = linear(h, p(`h.${i}.attn.wqkv`), v1(`h.${i}.attn.bqkv`));
+        let qkv = linear(h, p(`h.${i}.attn.wqkv`), v1(`h.${i}.attn.bqkv`));
+        if (cos && sin) qkv = ropeQkv(qkv, cos, sin, nHead, nKvHead);
         opts.onQkv?.(i, qkv);
         const a = perHead ? attentionPerHead(qkv, B, T, nHead, nKvHead, bias) : attentionBatched(qkv, B, T, nHead, nKvHead, bias);
         x = tf.add(x, linear(a, p(`h.${i}.attn.wo`), v1(`h.${i}.attn.bo`)));
@@ -242,6 +286,8 @@ export class GPT {
     for (const v of this.vars.values()) v.dispose();
     for (const b of this.biasCache.values()) b.dispose();
     this.biasCache.clear();
+    for (const r of this.ropeCache.values()) tf.dispose([r.cos, r.sin]);
+    this.ropeCache.clear();
   }
 }
 

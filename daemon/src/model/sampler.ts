@@ -18,6 +18,7 @@ import type { GPT } from './gpt';
 import { gelu, geluRef, layerNorm, matMul2d } from './layers';
 import { hostView } from './hostOps';
 import { KVStore } from './attendKernel';
+import { ROPE_BASE, ropeAngles, ropeInPlace, ropeQkv, ropeTensors } from './rope';
 
 export interface Decoder {
   /** Prefill the prompts; afterwards logits() gives the next-token logits of every row. */
@@ -154,6 +155,8 @@ export class TensorKVDecoder implements Decoder {
   private out: tf.Tensor2D | null = null;
   private view: Float32Array | null = null;
   private pos: number[] = [];
+  /** Per row: the last token fed (prevToken models add its embedding to the next input). */
+  private prev = new Int32Array(0);
 
   constructor(private readonly model: GPT, private readonly padId: number) {}
 
@@ -165,6 +168,7 @@ export class TensorKVDecoder implements Decoder {
     const ids = padRows(prompts, this.padId);
     const P = ids.shape[1];
     this.pos = prompts.map((p) => p.length);
+    this.prev = Int32Array.from(prompts, (p) => p.at(-1)!);
     const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, -1, Hkv, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, Hkv, P, hd]
     this.out = tf.tidy(() => {
       const hidden = this.model.trunk(ids, {
@@ -206,11 +210,17 @@ export class TensorKVDecoder implements Decoder {
     this.bias!.dispose();
     this.bias = newBias;
     const wte = m.param('wte') as tf.Tensor as P2;
+    const prevIds = this.prev;
+    this.prev = Int32Array.from(tokens);
+    const rope = m.config.positions === 'rope' ? ropeTensors(this.pos.map((p) => Math.min(p, blockSize) - 1), hd, ROPE_BASE) : null;
     const next = tf.tidy(() => {
-      let x = tf.add(tf.gather(wte, ids), tf.gather(m.param('wpe') as tf.Tensor as P2, pos)) as P2;
+      let x = tf.gather(wte, ids) as P2;
+      if (m.config.prevToken) x = tf.add(x, tf.gather(m.param('wprev') as tf.Tensor as P2, tf.tensor1d(prevIds, 'int32'))) as P2;
+      if (!rope) x = tf.add(x, tf.gather(m.param('wpe') as tf.Tensor as P2, pos)) as P2;
       for (let i = 0; i < nLayer; i++) {
         const w = blockParams(m, i);
-        const qkv = tf.fused.matMul({ a: layerNorm(x, w.ln1g, w.ln1b, lnEps), b: w.wqkv, bias: w.bqkv });
+        let qkv = tf.fused.matMul({ a: layerNorm(x, w.ln1g, w.ln1b, lnEps), b: w.wqkv, bias: w.bqkv }) as P2;
+        if (rope) qkv = ropeQkv(qkv, rope.cos, rope.sin, H, Hkv);
         // Query heads grouped by their key/value head: q [B, Hkv, G, hd] against K [B, Hkv, L, hd].
         const [qf, kf, vf] = tf.split(qkv, [C, Ckv, Ckv], 1);
         const q = tf.reshape(qf!, [B, Hkv, H / Hkv, hd]) as tf.Tensor4D;
@@ -232,6 +242,7 @@ export class TensorKVDecoder implements Decoder {
       return tf.matMul(hf, wte, false, true) as P2;
     });
     tf.dispose([ids, pos]);
+    if (rope) tf.dispose([rope.cos, rope.sin]);
     this.out?.dispose();
     this.out = next;
     this.view = null;
@@ -276,6 +287,8 @@ export class HostKVDecoder implements Decoder {
   /** wteᵀ [C, V] kept for the decode head: a plain matMul (no transpose flag) is the fast one on wasm. */
   private wteT: tf.Tensor2D | null = null;
   private host: Record<string, Float32Array> = {};
+  /** Per row: the last token fed (prevToken models add its embedding to the next input). */
+  private prev = new Int32Array(0);
 
   constructor(private readonly model: GPT, private readonly padId: number, private readonly maxNew: number) {}
 
@@ -289,12 +302,13 @@ export class HostKVDecoder implements Decoder {
     const P = Math.max(...prompts.map((p) => p.length));
     this.cap = Math.min(blockSize, P + this.maxNew);
     this.len = Int32Array.from(prompts, (p) => p.length);
+    this.prev = Int32Array.from(prompts, (p) => p.at(-1)!);
     this.x = new Float32Array(B * C);
     this.lnBuf = new Float32Array(B * C);
     // Host copies of the small per-element parameters (embeddings, norms); weight matrices stay tensors.
     this.host = {};
     for (const n of m.variableNames()) {
-      if (n === 'wte' || n === 'wpe' || /ln\d?\.|lnf\./.test(n)) this.host[n] = m.param(n).dataSync() as Float32Array;
+      if (n === 'wte' || n === 'wpe' || n === 'wprev' || /ln\d?\.|lnf\./.test(n)) this.host[n] = m.param(n).dataSync() as Float32Array;
     }
     // SIMD kernel when hd is a multiple of 4 (all presets), else the plain loop.
     this.store = new KVStore(nLayer, B * Hkv, hd, this.cap, B * W, B * C);
@@ -352,7 +366,7 @@ export class HostKVDecoder implements Decoder {
     const Ckv = Hkv * hd;
     const B = this.B;
     const { x, lnBuf, host } = this;
-    const wte = host.wte!, wpe = host.wpe!;
+    const wte = host.wte!, wpe = host.wpe, wprev = host.wprev;
     // Inactive rows are skipped: no new key, no position advance (their row of x is left stale, unread).
     const act = new Uint8Array(B);
     for (let b = 0; b < B; b++) {
@@ -361,13 +375,29 @@ export class HostKVDecoder implements Decoder {
       if (pos >= this.cap) throw new Error(`HostKVDecoder: row ${b} is full (${pos} tokens, capacity ${this.cap})`);
       act[b] = 1;
       const t = tokens[b]! * C, p = pos * C, o = b * C;
-      for (let c = 0; c < C; c++) x[o + c] = wte[t + c]! + wpe[p + c]!;
+      if (wpe) for (let c = 0; c < C; c++) x[o + c] = wte[t + c]! + wpe[p + c]!;
+      else for (let c = 0; c < C; c++) x[o + c] = wte[t + c]!;
+      if (wprev) {
+        const q = this.prev[b]! * C;
+        for (let c = 0; c < C; c++) x[o + c]! += wprev[q + c]!;
+      }
+      this.prev[b] = tokens[b]!;
     }
+    // The new token of row b sits at position len[b] (rope: its query and key are rotated by that angle).
+    const angles = m.config.positions === 'rope' ? ropeAngles(this.len, hd, ROPE_BASE) : null;
+    const W = C + 2 * Ckv;
     for (let i = 0; i < nLayer; i++) {
       const w = blockParams(m, i);
       layerNormRows(x, host[`h.${i}.ln1.g`]!, host[`h.${i}.ln1.b`]!, lnBuf, B, C, lnEps);
       const store = this.store!;
       const qkv = this.matmul(lnBuf, B, w.wqkv, w.bqkv, undefined, store.q);
+      if (angles) {
+        for (let b = 0; b < B; b++) {
+          if (!act[b]) continue;
+          ropeInPlace(qkv, b * W, H, hd, angles.cos, angles.sin, b);
+          ropeInPlace(qkv, b * W + C, Hkv, hd, angles.cos, angles.sin, b);
+        }
+      }
       // Append k, v at each active row's own position, then attend over that row's cache (one kernel call).
       store.attend(i, C + 2 * Ckv, this.len, act, B, H, Hkv, 1 / Math.sqrt(hd), { k: C, v: C + Ckv });
       const proj = this.matmul(store.out, B, w.wo, w.bo);
