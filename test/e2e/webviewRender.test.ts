@@ -164,6 +164,34 @@ test('webview panels render and behave (fixtures in Chromium)', { skip: SKIP ? '
     assert.equal(await page.locator('.chart[data-chart="loss"] .boundary').count(), 1, 'a line where iteration 2 starts');
     assert.match(await page.locator('.metrics > p.muted').innerText(), /^15 points$/);
     await page.screenshot({ path: join(ARTIFACTS, 'metrics.png'), fullPage: true });
+
+    // ---- metrics: held-out pass@1 by subject and level, one column per evaluated iteration
+    assert.equal(await page.locator('.breakdown').count(), 0, 'no table before any evaluation has a breakdown');
+    const brow = (key: string, n: number, correct: number) => ({ key, n, correct, pass1: correct / n });
+    const ev = (iteration: number, breakdown: unknown) => ({ iteration, pass1: 0.3, ci95: [0.1, 0.5], passK: null, k: 1, n: 10, meanTurns: 2, toolErrorRate: 0, breakdown });
+    await post(page, { type: 'evals', runId: 'r1', evals: [
+      ev(1, { subject: [brow('Algebra', 6, 3), brow('Geometry', 4, 1)], level: [brow('2', 7, 3), brow('10', 3, 1)] }),
+      ev(0, { subject: [brow('Algebra', 6, 1), brow('Geometry', 4, 0)], level: [brow('2', 7, 1), brow('10', 3, 0)] }),
+      ev(2, null),
+    ] });
+    await page.locator('.breakdown').waitFor();
+    const cells = (field: string) => page.locator(`table[data-breakdown="${field}"] tr`).evaluateAll((trs) => trs.map((tr) => Array.from(tr.children).map((c) => (c as HTMLElement).innerText)));
+    assert.deepEqual(await cells('subject'), [['Subject', 'n', 'pass@1 it 0', 'pass@1 it 1'], ['Algebra', '6', '16.7%', '50.0%'], ['Geometry', '4', '0.0%', '25.0%']]);
+    assert.deepEqual(await cells('level'), [['Level', 'n', 'pass@1 it 0', 'pass@1 it 1'], ['2', '7', '14.3%', '42.9%'], ['10', '3', '0.0%', '33.3%']]);
+    assert.equal(await page.locator('table[data-breakdown="subject"] tr[data-key="Algebra"] td').nth(3).getAttribute('title'), '3 of 6 correct');
+    // Another run's evaluations (a stale reply) and a malformed message change nothing.
+    const sentBefore = (await sent(page)).length;
+    await post(page, { type: 'evals', runId: 'other', evals: [] });
+    await post(page, { type: 'evals', runId: 'r1', evals: [ev(0, { subject: [brow('Algebra', -1, 0)], level: [] })] });
+    await page.waitForFunction((n) => (window as unknown as { sent: unknown[] }).sent.length > n, sentBefore);
+    assert.equal(await page.locator('table[data-breakdown="subject"] tr').count(), 3);
+    // One evaluated iteration (an eval run): a single pass@1 column.
+    await post(page, { type: 'evals', runId: 'r1', evals: [ev(0, { subject: [brow('Precalculus', 2, 1)], level: [] })] });
+    await page.locator('table[data-breakdown="subject"] tr[data-key="Precalculus"]').waitFor();
+    assert.deepEqual(await cells('subject'), [['Subject', 'n', 'pass@1'], ['Precalculus', '2', '50.0%']]);
+    assert.equal(await page.locator('table[data-breakdown="level"]').count(), 0);
+    assert.equal(await page.locator('.chart').count(), 4, 'the charts stay above the table');
+    await page.screenshot({ path: join(ARTIFACTS, 'metrics-breakdown.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no uncaught errors in the webview');
   } finally {
     await browser.close();
