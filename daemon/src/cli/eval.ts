@@ -99,7 +99,7 @@ export function register(program: Command): void {
     .option('--model <name>', 'model id for --endpoint (default: the first of GET /v1/models)')
     .option('--template <name>', 'chat template of the served model: mathagent | gemma | tora', 'mathagent')
     .option('--api-key-file <file>', 'bearer token file for --endpoint (e.g. the token file of `mathagent serve`)')
-    .option('-s, --set <key=value...>', 'override one run config field, e.g. --set policy.concurrency=32 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('-s, --set <key=value>', 'override one run config field, e.g. --set policy.concurrency=32 (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--db <path>', 'SQLite database (default: under the user data dir, or $MATHAGENT_DB)')
     .option('--no-store', 'do not store the evaluation (nothing is written)')
     .option('--json', 'print JSON')
