@@ -406,7 +406,7 @@ class Execution {
     const greedyItems = problems.map((problem) => ({ id: trajectoryId(this.runId, t, problem.id, 0, 'eval'), runId: this.runId, iteration: t, sampleIndex: 0, problem }));
     const kItems = k > 1 ? problems.flatMap((problem) => Array.from({ length: k }, (_, s) => ({ id: `${trajectoryId(this.runId, t, problem.id, s + 1, 'eval')}:k`, runId: this.runId, iteration: t, sampleIndex: s + 1, problem }))) : [];
     const total = greedyItems.length + kItems.length;
-    const p = this.progress('eval', t, total, `greedy pass@1 on ${problems.length} held-out problems` + (k > 1 ? `, pass@${k}` : ''));
+    const p = this.progress('eval', t, total, `greedy pass@1 on ${problems.length} ${this.cfg.eval.split === 'eval' ? 'held-out' : this.cfg.eval.split} problems` + (k > 1 ? `, pass@${k}` : ''));
     let done = 0;
     // Greedy trajectories committed before an interruption are kept (same ids); only the missing ones are sampled.
     const existing = new Set(store.listTrajectories(this.runId, t, 'eval').map((x) => x.id));
