@@ -14,7 +14,7 @@ import { join } from 'node:path';
 const SMALL = {
   iterations: 2,
   sft: { demos: 120, steps: 40 },
-  data: { trainPrompts: 6, evalPrompts: 6 },
+  data: { trainPrompts: 6, evalPrompts: 6, devPrompts: 3 },
   sampling: { samplesPerPrompt: 4 },
   eval: { passK: 2 },
 };
@@ -62,6 +62,12 @@ test('a smoke run over the WebSocket API: events in order, rows stored', { timeo
     assert.equal(tr.tokenIds.length, tr.actionMask.length);
     const metrics = await client.request('metrics/get', { runId });
     assert.ok(metrics.points.some((p) => p.name === 'sft/loss'));
+    // data.devPrompts > 0: each evaluated model also gets a dev score, and the best checkpoint is chosen on it.
+    const dev = metrics.points.filter((p) => p.name === 'dev/pass1');
+    assert.deepEqual(dev.map((p) => p.iteration), [0, 1, 2]);
+    const bestDev = Math.max(...dev.map((p) => p.value));
+    assert.equal(dev.find((p) => p.value === bestDev)!.iteration, run.run.bestIteration, 'the first iteration with the best dev score is selected');
+    assert.equal(run.run.bestPass1, evals.find((e) => e.type === 'eval/result' && e.iteration === run.run.bestIteration)!.type === 'eval/result' ? (evals.find((e) => e.type === 'eval/result' && e.iteration === run.run.bestIteration) as { pass1: number }).pass1 : -1);
     await client.close();
   } finally {
     await daemon.stop();

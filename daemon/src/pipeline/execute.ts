@@ -45,6 +45,8 @@ export interface ResumeState {
   step: number;
   /** The external trainer's last finished step (config `externalTrainer`). */
   external?: ExternalStepState | null;
+  /** Best greedy pass@1 on the dev split so far (data.devPrompts > 0: the checkpoint is selected on dev, not eval). */
+  bestDevPass1?: number | null;
 }
 
 /** Stands in for the local model when a remote policy samples (nothing to load or dispose). */
@@ -423,9 +425,34 @@ class Execution {
     store.upsertIteration({ runId: this.runId, iteration: t, stage: 'eval', pass1, passK });
     this.d.emit({ type: 'eval/result', runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate });
     const run = store.getRunSummary(this.runId);
-    if (run && (run.bestPass1 === null || pass1 > run.bestPass1)) {
+    const dev = await this.devScore(t, policy);
+    const better = dev !== null
+      ? this.st.bestDevPass1 === undefined || this.st.bestDevPass1 === null || dev > this.st.bestDevPass1
+      : run !== null && (run.bestPass1 === null || pass1 > run.bestPass1);
+    if (run && better) {
+      // bestPass1 is the held-out score of the selected checkpoint, whichever split selected it.
       store.updateRun(this.runId, { bestPass1: pass1, bestIteration: t });
       store.markBestCheckpoint(this.runId, t);
+      if (dev !== null) this.commit({ bestDevPass1: dev });
     }
+  }
+
+  /**
+   * Greedy pass@1 on the dev split (data.devPrompts problems), or null when devPrompts is 0. Selecting the best
+   * checkpoint on dev keeps the held-out eval split an unbiased estimate of the selected model.
+   */
+  private async devScore(t: number, policy: Policy): Promise<number | null> {
+    const count = this.cfg.data.devPrompts;
+    if (count === 0 || this.cfg.eval.split === 'dev') return null;
+    const problems = this.problems('dev', count);
+    const items = problems.map((problem) => ({ id: `${trajectoryId(this.runId, t, problem.id, 0, 'eval')}:dev`, runId: this.runId, iteration: t, sampleIndex: 0, problem }));
+    const p = this.progress('eval', t, items.length, `greedy pass@1 on ${items.length} dev problems (checkpoint selection)`);
+    let done = 0;
+    const trajs = await this.rollout(policy, items, { temperature: 0, seed: hashSeed(this.cfg.seed, 'dev', t) }, 'eval', () => p.report(++done), false);
+    p.end(done);
+    const score = trajs.filter((x) => x.reward >= 1).length / Math.max(1, trajs.length);
+    this.d.store.insertMetrics([{ runId: this.runId, iteration: t, step: this.st.step, name: 'dev/pass1', value: score }]);
+    this.log(`iteration ${t}: dev pass@1 ${(100 * score).toFixed(1)}% on ${trajs.length} problems`);
+    return score;
   }
 }
