@@ -117,3 +117,16 @@ test('global-norm clipping: norm reported before clipping; small gradients untou
   tf.dispose([...g.filter((x): x is tf.Tensor => x != null), norm, n2, loose.norm, off.norm]);
   tf.dispose([...grads, ...loose.grads, ...off.grads].filter((x): x is tf.Tensor => x != null));
 });
+
+test('globalNorm over many tensors (more than a WebGPU shader can bind) is the exact L2 norm', () => {
+  // 60 gradients: one fused addN of 60 inputs is what Dawn rejected on the GPU; the value must not change.
+  const grads = Array.from({ length: 60 }, (_, i) => tf.fill([3], i % 7 === 0 ? 0 : (i % 5) - 2));
+  let want = 0;
+  for (let i = 0; i < 60; i++) want += 3 * (i % 7 === 0 ? 0 : ((i % 5) - 2) ** 2);
+  const before = tf.memory().numTensors;
+  const n = globalNorm([...grads, null, undefined]);
+  assert.ok(Math.abs(n.dataSync()[0]! - Math.sqrt(want)) < 1e-5);
+  n.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose(grads);
+});

@@ -34,7 +34,7 @@ test('engine: rollout → pairs → M-DPO, M-KTO, unmasked DPO and SFT steps →
     for (const algorithm of ['mdpo', 'mkto', 'dpo_unmasked'] as const) {
       const student = engine.newModel('tiny', 3, 256);
       const metrics: Record<string, number>[] = [];
-      const steps = await engine.trainPreference(student, model, pairs, { ...train, batchSize: 2, microBatchSize: 1, algorithm, seed: 1, onStep: (_s, m) => metrics.push(m) });
+      const steps = await engine.trainPreference(student, model, pairs, { ...train, batchSize: 2, microBatchSize: 1, algorithm, seed: 1, onStep: (_s, m) => { metrics.push(m); } });
       assert.equal(steps, 1, algorithm);
       assert.ok(Number.isFinite(metrics[0]!.loss), `${algorithm} loss ${metrics[0]!.loss}`);
       if (algorithm !== 'mkto') assert.ok('rewards/margins' in metrics[0]!, algorithm);

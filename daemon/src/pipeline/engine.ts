@@ -10,7 +10,8 @@ export interface ModelHandle { dispose(): void }
 
 export interface TrainSequence { tokenIds: number[]; actionMask: (0 | 1)[] }
 
-export type StepCallback = (step: number, metrics: Record<string, number>) => void;
+/** Called after each optimiser step; a returned promise is awaited before the next step (e.g. a mid-training eval). */
+export type StepCallback = (step: number, metrics: Record<string, number>) => void | Promise<void>;
 
 export interface SftTrainOptions {
   steps: number;

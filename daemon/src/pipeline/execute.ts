@@ -297,7 +297,7 @@ class Execution {
         if (kept.length) {
           steps = await engine.trainSft(student, kept.map((k) => ({ tokenIds: k.tokenIds, actionMask: k.actionMask })), {
             steps: total, lr: tr.lr, batchSize: tr.batchSize, warmupSteps: tr.warmupSteps, seed: hashSeed(this.cfg.seed, 'train', t), signal: this.d.signal,
-            onStep: (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); },
+            onStep: async (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); if (step < total) await this.stepEval(t, step, student); },
           });
         }
         p.end();
@@ -308,7 +308,7 @@ class Execution {
         try {
           steps = await engine.trainPreference(student, reference, pairs, {
             algorithm: this.cfg.algorithm, ...tr, seed: hashSeed(this.cfg.seed, 'train', t), signal: this.d.signal,
-            onStep: (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); },
+            onStep: async (step, m) => { this.metrics(t, step, 'pref', m); p.report(step); if (step < total) await this.stepEval(t, step, student); },
           });
         } finally { if (reference !== policy) reference.dispose(); }
         p.end();
@@ -435,6 +435,24 @@ class Execution {
       store.markBestCheckpoint(this.runId, t);
       if (dev !== null) this.commit({ bestDevPass1: dev });
     }
+  }
+
+  /**
+   * eval.everySteps > 0: greedy pass@1 of the model being trained on the held-out problems every K optimiser
+   * steps, stored as the metric `eval/pass1` at the global step (a curve within the iteration; the iteration's
+   * own evaluation, pass@k and the checkpoint selection still happen once the iteration's training ends).
+   */
+  private async stepEval(t: number, step: number, model: ModelHandle): Promise<void> {
+    const k = this.cfg.eval.everySteps;
+    if (k === 0 || step % k !== 0 || this.remote) return;
+    const problems = this.problems(this.cfg.eval.split, this.cfg.data.evalPrompts);
+    const items = problems.map((problem) => ({ id: `${trajectoryId(this.runId, t, problem.id, 0, 'eval')}:step${step}`, runId: this.runId, iteration: t, sampleIndex: 0, problem }));
+    const policy = this.d.engine.policy(model, `iter${t}-step${step}`);
+    const trajs = await this.rollout(policy, items, { temperature: 0, seed: hashSeed(this.cfg.seed, 'eval', t) }, 'eval', undefined, false);
+    const pass1 = trajs.filter((x) => x.reward >= 1).length / Math.max(1, trajs.length);
+    const globalStep = this.st.step + step;
+    this.d.store.insertMetrics([{ runId: this.runId, iteration: t, step: globalStep, name: 'eval/pass1', value: pass1 }]);
+    this.d.emit({ type: 'train/metrics', runId: this.runId, iteration: t, step: globalStep, phase: 'pref', metrics: { 'eval/pass1': pass1 } });
   }
 
   /**

@@ -181,7 +181,10 @@ export function globalNorm(grads: Array<tf.Tensor | null | undefined>): tf.Scala
   return tf.tidy(() => {
     const parts = grads.filter((g): g is tf.Tensor => g != null).map((g) => tf.sum(tf.square(g)));
     if (parts.length === 0) return tf.scalar(0);
-    return tf.sqrt(tf.addN(parts)) as tf.Scalar;
+    // Not one tf.addN over every parameter: on WebGPU that is a single shader with one storage binding per input,
+    // and past the device's limit (8–10) Dawn rejects the pipeline ("AddNPackedProgram ... invalid"), which
+    // broke gradient clipping and so training on the GPU. A stack of scalars is one buffer on every backend.
+    return tf.sqrt(tf.sum(tf.stack(parts))) as tf.Scalar;
   });
 }
 
