@@ -87,6 +87,7 @@ export const RunConfig = z.strictObject({
     steps: d(z.number().int().min(0).default(300), 'SFT optimiser steps.'),
     lr: d(z.number().positive().default(1e-3), 'SFT learning rate.'),
     batchSize: d(z.number().int().min(1).default(16), 'SFT batch size (sequences).'),
+    copyDrills: d(z.number().min(0).max(4).default(0), 'Copy drills ("Repeat: ... 4821 ..." → "4821") added per demonstration: they teach a from-scratch model to copy digits (0 = none).'),
   }).prefault({}),
   sampling: z.strictObject({
     samplesPerPrompt: d(z.number().int().min(1).default(8), 'N trajectories sampled per prompt per iteration.'),

@@ -13,6 +13,7 @@ import type { DaemonEventInput, RunConfig, Stage, Trajectory } from '@mathagent/
 import type { Store } from '../store';
 import type { Problem } from '../data/types';
 import { generateDemos } from '../data/synthetic';
+import { generateCopyDrills } from '../data/copyDrills';
 import { getProblems } from '../data';
 import { dataDir } from '../data/datasets';
 import { getTemplate, type ChatTemplate } from '../env/templates';
@@ -227,8 +228,11 @@ class Execution {
 
   private async sft(model: ModelHandle): Promise<void> {
     const { sft } = this.cfg;
-    const demos = generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3, flawFamilies: sft.flawFamilies ?? undefined });
-    const p = this.progress('sft', 0, sft.demos, 'rendering demonstrations');
+    const demos = [
+      ...generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3, flawFamilies: sft.flawFamilies ?? undefined }),
+      ...generateCopyDrills(hashSeed(this.cfg.seed, 'drills'), Math.round(sft.demos * sft.copyDrills)),
+    ];
+    const p = this.progress('sft', 0, demos.length, 'rendering demonstrations');
     const seqs: TrainSequence[] = [];
     // Each demonstration gets its own interpreter session (its own variables), rendered a few at a time.
     let done = 0;
