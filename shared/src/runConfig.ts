@@ -77,7 +77,8 @@ export const RunConfig = z.strictObject({
     trainPrompts: d(z.number().int().min(1).default(64), 'Prompts sampled per iteration.'),
     evalPrompts: d(z.number().int().min(1).default(200), 'Held-out prompts for greedy pass@1.'),
     devPrompts: d(z.number().int().min(0).default(0), 'Separate dev prompts used to select the best checkpoint (0 = use the eval split).'),
-    difficulty: d(z.number().int().min(1).max(3).default(1), 'Synthetic task difficulty level (1–3).'),
+    difficulty: d(z.number().int().min(0).max(3).default(1), 'Synthetic task difficulty: 0 = yes/no version of level 1 (smoke tests: a guess is right half the time), 1 = two tool calls with 2–4 digit operands, 2 = three calls, 4-digit, 3 = three calls, 5-digit.'),
+    promptsFromDemos: d(z.boolean().default(false), 'Synthetic task: the online prompts are the problems of the SFT demonstrations (as in the paper, where SFT data and online prompts both come from the GSM8K/MATH train sets), taken in turn; false = fresh train problems every iteration.'),
   }).prefault({}),
   sft: z.strictObject({
     enabled: d(z.boolean().default(true), 'Train an SFT model on demonstrations before the online iterations.'),

@@ -46,7 +46,7 @@ test('problems: deterministic by seed, a longer list extends a shorter one, ids 
 
 test('bad options give errors that say what to change', () => {
   assert.throws(() => generateProblems({ seed: 1, count: 5, split: 'test' as 'eval' }), /unknown split "test"; valid splits: train, dev, eval/);
-  assert.throws(() => generateProblems({ seed: 1, count: 5, split: 'eval', level: 4 as Level }), /level must be 1, 2 or 3/);
+  assert.throws(() => generateProblems({ seed: 1, count: 5, split: 'eval', level: 4 as Level }), /level must be 0, 1, 2 or 3/);
   assert.throws(() => generateProblems({ seed: 1.5, count: 5, split: 'eval' }), /seed must be an integer/);
   assert.throws(() => generateProblems({ seed: 1, count: -1, split: 'eval' }), /count must be a non-negative integer/);
   assert.throws(() => generateProblems({ seed: 1, count: 1, split: 'eval', families: ['cooking' as Family] }), (e: Error) =>
@@ -226,4 +226,24 @@ test('trajectories stay short for a byte-level model (rendered in the default te
     assert.ok(max < 400, `L${level}: longest demo is ${max} tokens`);
     assert.ok(sum / demos.length < 330, `L${level}: mean ${sum / demos.length}`);
   }
+});
+
+test('level 0: level-1 problems asked as yes/no, answers 1 or 0 in balance, flawed demos answer the other way', () => {
+  const demos = generateDemos({ seed: 3, count: 600, flawedShare: 0.3, level: 0 });
+  const yes = demos.filter((d) => d.problem.answer === '1').length;
+  assert.ok(yes > 240 && yes < 360, `yes answers ${yes} of 600`);
+  for (const d of demos) {
+    assert.match(d.problem.question, /Is it (more|less) than (\d+)\? Answer 1 for yes or 0 for no\.$/);
+    assert.ok(d.problem.answer === '1' || d.problem.answer === '0');
+    // The solution's code really computes its answer: run the cells through mathjs with one scope.
+    const scope = new Map<string, unknown>();
+    let last: unknown;
+    for (const s of d.steps.slice(0, -1)) last = evaluate(s.code!, scope);
+    assert.equal(typeof last, 'boolean', `${d.problem.id}: the last call compares`);
+    const boxed = d.steps.at(-1)!.text.match(/\\boxed\{(\d)\}/)![1];
+    assert.equal(boxed, last ? '1' : '0');
+    assert.equal(boxed === d.problem.answer, !d.flawed, `${d.problem.id}: flawed ${d.flawed} but boxed ${boxed} vs answer ${d.problem.answer}`);
+  }
+  const evalP = generateProblems({ seed: 3, count: 200, split: 'eval', level: 0 });
+  assert.ok(evalP.every((p) => p.meta!.level === 0 && /^[01]$/.test(p.answer)));
 });

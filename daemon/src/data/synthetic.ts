@@ -29,7 +29,10 @@ export interface ProblemOptions {
   seed: number;
   count: number;
   split: SyntheticSplit;
-  /** Difficulty: 1 = two tool calls, 3-digit operands; 2 = three calls, 4-digit; 3 = three calls, 5-digit. Default 1. */
+  /**
+   * Difficulty: 0 = a level-1 problem asked as yes/no ("Is it more than X?", answer 1 or 0: for smoke tests);
+   * 1 = two tool calls, 3-digit operands; 2 = three calls, 4-digit; 3 = three calls, 5-digit. Default 1.
+   */
   level?: Level;
   /** Restrict to these families (default: all, in equal shares). */
   families?: readonly Family[];
@@ -64,7 +67,7 @@ function checkCommon(opts: { seed: number; count: number; level?: number; famili
   if (!Number.isInteger(opts.seed)) throw new SyntheticError(`seed must be an integer, got ${opts.seed}`);
   if (!Number.isInteger(opts.count) || opts.count < 0) throw new SyntheticError(`count must be a non-negative integer, got ${opts.count}`);
   const level = opts.level ?? 1;
-  if (level !== 1 && level !== 2 && level !== 3) throw new SyntheticError(`level must be 1, 2 or 3, got ${level}`);
+  if (level !== 0 && level !== 1 && level !== 2 && level !== 3) throw new SyntheticError(`level must be 0, 1, 2 or 3, got ${level}`);
   const families = checkFamilies(opts.families ?? FAMILIES, 'families');
   if (families.length === 0) throw new SyntheticError('families must list at least one family');
   return { level, families };
@@ -108,7 +111,7 @@ function generate(stream: 'problem' | 'demo', seed: number, count: number, split
     if (!inst) {
       throw new SyntheticError(`could not make ${count} distinct ${split} problems of family ${family} at level ${level}; ask for fewer`);
     }
-    checkInstance(family, inst);
+    checkInstance(family, inst, level);
     seen.add(inst.question);
     out.push({ family, inst });
   }
@@ -116,8 +119,11 @@ function generate(stream: 'problem' | 'demo', seed: number, count: number, split
 }
 
 /** Guard the invariants the task promises (a generator bug must not silently produce bad data). */
-function checkInstance(family: Family, inst: Instance): void {
-  for (const s of inst.steps) {
+function checkInstance(family: Family, inst: Instance, level: Level): void {
+  // Level 0 ends with a yes/no comparison whose value is 1 or 0.
+  const last = inst.steps.at(-1)!.value;
+  if (level === 0 && last !== 0 && last !== 1) throw new Error(`synthetic ${family}: level 0 answer ${last} is not 0 or 1`);
+  for (const s of level === 0 ? inst.steps.slice(0, -1) : inst.steps) {
     if (!Number.isSafeInteger(s.value) || s.value <= 0 || s.value >= MAX_VALUE) {
       throw new Error(`synthetic ${family}: step "${s.code}" gives ${s.value}, not a positive integer below ${MAX_VALUE}`);
     }

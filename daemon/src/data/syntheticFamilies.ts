@@ -15,7 +15,10 @@
  */
 import { pick, randInt, type Rng } from './rng';
 
-export type Level = 1 | 2 | 3;
+/** 0: a level-1 problem turned into a yes/no question (smoke tests: an untrained model guesses right half the time). */
+export type Level = 0 | 1 | 2 | 3;
+/** The levels whose operand ranges and solutions are built directly (level 0 reuses level 1). */
+type BaseLevel = 1 | 2 | 3;
 export type Style = 'train' | 'heldout';
 
 export const FAMILIES = ['shopping', 'production', 'sharing', 'discount', 'units', 'budget'] as const;
@@ -57,7 +60,7 @@ export interface Instance {
 export type Role = 'big' | 'mult' | 'small' | 'price' | 'pct' | 'min';
 interface RoleRange { lo: number; hi: number; step: number }
 
-const RANGES: Readonly<Record<Role, Readonly<Record<Level, RoleRange>>>> = {
+const RANGES: Readonly<Record<Role, Readonly<Record<BaseLevel, RoleRange>>>> = {
   big: { 1: { lo: 100, hi: 999, step: 1 }, 2: { lo: 1000, hi: 9999, step: 1 }, 3: { lo: 10000, hi: 99999, step: 1 } },
   mult: { 1: { lo: 12, hi: 99, step: 1 }, 2: { lo: 12, hi: 99, step: 1 }, 3: { lo: 100, hi: 999, step: 1 } },
   small: { 1: { lo: 12, hi: 99, step: 1 }, 2: { lo: 12, hi: 99, step: 1 }, 3: { lo: 12, hi: 99, step: 1 } },
@@ -71,7 +74,7 @@ const TRAIN_SHARE = 0.6;
 
 /** The inclusive range and step a role's operands come from for a level and style. */
 export function roleRange(role: Role, level: Level, style: Style): RoleRange {
-  const r = RANGES[role][level];
+  const r = RANGES[role][level === 0 ? 1 : level];
   const count = Math.floor((r.hi - r.lo) / r.step) + 1;
   const cut = Math.floor(count * TRAIN_SHARE);
   return style === 'train'
@@ -89,7 +92,7 @@ const GROUPS = ['teams', 'classes', 'shops', 'families', 'clubs', 'groups'] as c
 /** The values drawn for one instance, with their roles, recorded for meta.numbers. */
 class Draw {
   readonly log: string[] = [];
-  constructor(readonly rng: Rng, readonly level: Level, readonly style: Style) {}
+  constructor(readonly rng: Rng, readonly level: BaseLevel, readonly style: Style) {}
   num(role: Role): number {
     const r = roleRange(role, this.level, this.style);
     const v = r.lo + r.step * randInt(this.rng, 0, Math.floor((r.hi - r.lo) / r.step));
@@ -383,8 +386,34 @@ const BUILDERS: Readonly<Record<Family, Builder>> = { shopping, production, shar
 
 /** Build one instance, or null when the draw cannot make a valid one (the caller draws again). */
 export function buildInstance(family: Family, rng: Rng, level: Level, style: Style): Instance | null {
-  const d = new Draw(rng, level, style);
+  const d = new Draw(rng, level === 0 ? 1 : level, style);
   const inst = BUILDERS[family](d);
   if (!inst) return null;
-  return { ...inst, numbers: d.log.join(' ') };
+  const out = { ...inst, numbers: d.log.join(' ') };
+  return level === 0 ? yesNo(out, rng) : out;
+}
+
+/**
+ * Level 0: ask whether the level-1 result is more (or less) than a threshold strictly between the correct and
+ * the flawed result, answered 1 (yes) or 0 (no). The solution keeps its tool calls, stores the result in r and
+ * compares it in one more call; the flawed solution's comparison comes out the other way, so it stays wrong.
+ */
+function yesNo(inst: Instance, rng: Rng): Instance | null {
+  const good = inst.steps.at(-1)!.value, bad = inst.flawedSteps.at(-1)!.value;
+  // A positive threshold (a flawed result can be negative; "less than -70" reads oddly).
+  const lo = Math.max(Math.min(good, bad) + 1, 1), hi = Math.max(good, bad) - 1;
+  if (hi < lo) return null;
+  const x = randInt(rng, lo, hi);
+  const more = rng() < 0.5;
+  const question = `${inst.question} Is it ${more ? 'more' : 'less'} than ${x}? Answer 1 for yes or 0 for no.`;
+  const finish = (steps: SolutionStep[]): SolutionStep[] => {
+    const last = steps.at(-1)!;
+    const yes = more ? last.value > x : last.value < x;
+    return [
+      ...steps.slice(0, -1),
+      step(last.text, `r = ${last.code.replace(/^[a-z] = /, '')}`, last.value),
+      step('Compare:', `r ${more ? '>' : '<'} ${x}`, yes ? 1 : 0),
+    ];
+  };
+  return { ...inst, question, steps: finish(inst.steps), flawedSteps: finish(inst.flawedSteps) };
 }

@@ -28,10 +28,13 @@ export const PRESETS: Record<string, RunConfigInput> = {
     iterations: 2,
     backend: 'auto',
     model: { preset: 'tiny' },
-    data: { dataset: 'synthetic', trainPrompts: 16, evalPrompts: 32, difficulty: 1 },
+    // Level 0 (yes/no answers): a model this small, trained for a minute from scratch, learns the multi-turn tool
+    // format but not to copy digits; with 0/1 answers its samples are right about half the time, so prompts get
+    // both correct and wrong trajectories and the pair and M-DPO stages run on real data.
+    data: { dataset: 'synthetic', trainPrompts: 16, evalPrompts: 32, difficulty: 0 },
     sft: { enabled: true, demos: 800, flawedShare: 0.3, steps: 200, lr: 3e-3, batchSize: 16 },
     sampling: { samplesPerPrompt: 4, temperature: 0.7, batchSize: 64 },
-    limits: { maxTurns: 4, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
+    limits: { maxTurns: 5, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
     train: { lr: 1e-4, batchSize: 8, microBatchSize: 8, warmupSteps: 2, epochs: 1 },
     eval: { passK: 2, evalTemperature: 0.7 },
   },

@@ -11,8 +11,8 @@
 import { join } from 'node:path';
 import type { DaemonEventInput, RunConfig, Stage, Trajectory } from '@mathagent/shared';
 import type { Store } from '../store';
-import type { Problem } from '../data/types';
-import { generateDemos } from '../data/synthetic';
+import type { Demo, Problem } from '../data/types';
+import { generateDemos, type Level } from '../data/synthetic';
 import { generateCopyDrills } from '../data/copyDrills';
 import { getProblems } from '../data';
 import { dataDir } from '../data/datasets';
@@ -77,8 +77,24 @@ export class RunAborted extends Error { constructor() { super('run stopped'); } 
  */
 export function runProblems(cfg: RunConfig, split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
   const { dataset, difficulty } = cfg.data;
+  if (split === 'train' && cfg.data.promptsFromDemos && dataset === 'synthetic') {
+    const demos = sftDemos(cfg).filter((d) => d.problem.source === 'synthetic');
+    if (demos.length === 0) throw new Error('data.promptsFromDemos needs SFT demonstrations: set sft.demos > 0');
+    // Iteration t takes the next `count` problems (wrapping around), so iterations see different prompts.
+    const start = (Math.max(0, iteration - 1) * count) % demos.length;
+    return Array.from({ length: Math.min(count, demos.length) }, (_, i) => demos[(start + i) % demos.length]!.problem);
+  }
   const seed = split === 'train' ? hashSeed(cfg.seed, 'train', iteration) : hashSeed(cfg.seed, split);
-  return getProblems({ dataset, split, count, seed, level: difficulty as 1 | 2 | 3 });
+  return getProblems({ dataset, split, count, seed, level: difficulty as Level });
+}
+
+/** The SFT demonstrations of a run (and its copy drills): a function of the config alone. */
+export function sftDemos(cfg: RunConfig): Demo[] {
+  const { sft } = cfg;
+  return [
+    ...generateDemos({ seed: hashSeed(cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: cfg.data.difficulty as Level, flawFamilies: sft.flawFamilies ?? undefined }),
+    ...generateCopyDrills(hashSeed(cfg.seed, 'drills'), Math.round(sft.demos * sft.copyDrills)),
+  ];
 }
 
 /** A run that trains nothing (no iterations, no SFT steps): it only evaluates its starting model. */
@@ -228,10 +244,7 @@ class Execution {
 
   private async sft(model: ModelHandle): Promise<void> {
     const { sft } = this.cfg;
-    const demos = [
-      ...generateDemos({ seed: hashSeed(this.cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: this.cfg.data.difficulty as 1 | 2 | 3, flawFamilies: sft.flawFamilies ?? undefined }),
-      ...generateCopyDrills(hashSeed(this.cfg.seed, 'drills'), Math.round(sft.demos * sft.copyDrills)),
-    ];
+    const demos = sftDemos(this.cfg);
     const p = this.progress('sft', 0, demos.length, 'rendering demonstrations');
     const seqs: TrainSequence[] = [];
     // Each demonstration gets its own interpreter session (its own variables), rendered a few at a time.
