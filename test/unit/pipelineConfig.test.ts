@@ -56,3 +56,18 @@ test('exported pairs mark the model turns 1 and the observations 0', () => {
   assert.deepEqual(e.chosen_tokens!.action_mask, [0, 0, 1, 0, 1]);
   assert.equal(e.rejected_id, 'b');
 });
+
+test('data.promptsFromDemos: online prompts are the SFT problems, the next block each iteration, wrapping around', async () => {
+  const { runProblems, sftDemos } = await import('../../daemon/src/pipeline/execute');
+  const cfg = resolveConfig({ preset: 'smoke', overrides: { data: { promptsFromDemos: true, trainPrompts: 5 }, sft: { demos: 12, copyDrills: 0.5 } } });
+  const demos = sftDemos(cfg);
+  assert.equal(demos.length, 12 + 6, 'demos plus copy drills');
+  const synthetic = demos.filter((d) => d.problem.source === 'synthetic').map((d) => d.problem.id);
+  assert.deepEqual(runProblems(cfg, 'train', 5, 1).map((p) => p.id), synthetic.slice(0, 5));
+  assert.deepEqual(runProblems(cfg, 'train', 5, 2).map((p) => p.id), synthetic.slice(5, 10));
+  assert.deepEqual(runProblems(cfg, 'train', 5, 3).map((p) => p.id), [...synthetic.slice(10, 12), ...synthetic.slice(0, 3)]);
+  // Off (the default): fresh train problems, none of them a demonstration's.
+  const fresh = runProblems(resolveConfig({ preset: 'smoke', overrides: { sft: { demos: 12 } } }), 'train', 5, 1);
+  assert.ok(fresh.every((p) => !synthetic.includes(p.id)));
+  assert.throws(() => runProblems(resolveConfig({ preset: 'smoke', overrides: { data: { promptsFromDemos: true }, sft: { demos: 0 } } }), 'train', 5, 1), /sft.demos > 0/);
+});
