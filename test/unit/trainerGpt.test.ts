@@ -40,7 +40,7 @@ test('finite-difference gradient check of the M-DPO loss through the GPT', async
   const vars = model.variables();
   const { value, grads } = tf.variableGrads(() => mdpoOnPairs(model), vars);
   value.dispose();
-  const checked = ['wte', 'wpe', 'h.0.attn.wqkv', 'h.0.attn.wo', 'h.1.mlp.w1', 'h.1.mlp.b2', 'h.0.ln1.g', 'lnf.b'];
+  const checked = ['wte', 'wprev', 'h.0.attn.wqkv', 'h.0.attn.wo', 'h.1.mlp.w1', 'h.1.mlp.b2', 'h.0.ln1.g', 'lnf.b'];
   const h = 1e-2;
   for (const name of checked) {
     const v = vars[names.indexOf(name)]!;
