@@ -14,6 +14,7 @@ import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { installWebgpuGlobals, loadTfjsWebgpu } from './webgpu';
+import { findVulkanLoader } from './gpuIcd';
 
 export type BackendName = 'auto' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
@@ -102,6 +103,18 @@ async function tryTensorflow(): Promise<void> {
   throw new Error(lastError);
 }
 
+/**
+ * `auto` on Linux without the Vulkan loader: pass over WebGPU without loading Dawn, which would otherwise print
+ * "Warning: Couldn't load Vulkan" on every start of a CPU-only machine. An explicit `--backend webgpu` still
+ * tries Dawn (and `mathagent doctor` reports the loader either way).
+ */
+async function tryWebgpuAuto(): Promise<void> {
+  if (process.platform === 'linux' && findVulkanLoader() === null) {
+    throw new Error('no Vulkan loader (libvulkan.so.1), so no WebGPU adapter (on a GPU host: apt-get install libvulkan1, see mathagent doctor)');
+  }
+  await tryWebgpu();
+}
+
 const attempts: Record<Exclude<BackendName, 'auto'>, () => Promise<void>> = {
   webgpu: tryWebgpu,
   tensorflow: tryTensorflow,
@@ -122,7 +135,7 @@ export async function initBackend(name: BackendName, opts: InitBackendOptions = 
   const reasons: Record<string, string> = {};
   for (const candidate of order) {
     try {
-      await attempts[candidate]();
+      await (name === 'auto' && candidate === 'webgpu' ? tryWebgpuAuto() : attempts[candidate]());
       for (const other of Object.keys(attempts)) {
         if (other !== candidate && !(other in reasons)) reasons[other] = name === 'auto' ? 'not needed: an earlier backend in the auto order worked' : `not requested (--backend ${name})`;
       }
