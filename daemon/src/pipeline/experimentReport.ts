@@ -62,12 +62,15 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
   const rows: string[] = [];
   const series: Series[] = [];
   const finalOutcomes = new Map<string, Map<string, boolean>>();
-  const header = '| method | seed | SFT | iter 1 | iter 2 | iter 3 | 95% CI (final) | pass@k (final) | turns | tool err | pairs/iter |';
-  rows.push(header, '|' + ' --- |'.repeat(11));
+  // As many iteration columns as the runs have (3 for paper-mini; fewer with --set iterations=N).
+  const lastIt = Math.max(1, ...Object.values(state.runs).flatMap((id) => evalsOf(id).map((e) => e.iteration)));
+  const its = Array.from({ length: lastIt }, (_, i) => i + 1);
+  const header = `| method | seed | SFT | ${its.map((t) => `iter ${t}`).join(' | ')} | 95% CI (final) | pass@k (final) | turns | tool err | pairs/iter |`;
+  rows.push(header, '|' + ' --- |'.repeat(8 + lastIt));
   const sftEvals = seeds.map((s) => evalsOf(state.runs[`sft/${s}`]).find((e) => e.iteration === 0));
   for (const [i, s] of seeds.entries()) {
     const e = sftEvals[i];
-    if (e) rows.push(`| SFT | ${s} | ${pct(e.pass1)} | | | | ${pct(e.ci95[0])}–${pct(e.ci95[1])} | ${pct(e.passK)} | ${e.meanTurns.toFixed(2)} | ${pct(e.toolErrorRate)} | |`);
+    if (e) rows.push(`| SFT | ${s} | ${pct(e.pass1)} | ${its.map(() => '').join(' | ')} | ${pct(e.ci95[0])}–${pct(e.ci95[1])} | ${pct(e.passK)} | ${e.meanTurns.toFixed(2)} | ${pct(e.toolErrorRate)} | |`);
   }
   for (const arm of ARMS) {
     const perSeed: number[][] = [];
@@ -75,18 +78,18 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       const runId = state.runs[`${arm.key}/${s}`];
       if (!runId) continue;
       const ev = evalsOf(runId).sort((a, b) => a.iteration - b.iteration);
-      const its = store.listIterations(runId);
+      const iterations = store.listIterations(runId);
       const byIt = (t: number) => ev.find((e) => e.iteration === t);
       const final = ev[ev.length - 1];
       const sft = sftEvals[seeds.indexOf(s)];
-      const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, byIt(1)?.pass1 ?? null, byIt(2)?.pass1 ?? null, byIt(3)?.pass1 ?? null];
+      const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, ...its.map((t) => byIt(t)?.pass1 ?? null)];
       perSeed.push(curve.map((x) => x ?? NaN));
-      const pairs = its.filter((i) => i.iteration > 0).map((i) => i.pairs);
+      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => i.pairs);
       rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
       if (final && s === seeds[0]) finalOutcomes.set(arm.key, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }
     if (perSeed.length) {
-      const mean = [0, 1, 2, 3].map((t) => perSeed.map((c) => c[t]!).filter((x) => !Number.isNaN(x)));
+      const mean = [0, ...its].map((t) => perSeed.map((c) => c[t]!).filter((x) => !Number.isNaN(x)));
       series.push({ label: arm.label + (perSeed.length > 1 ? ` (mean of ${perSeed.length})` : ''), points: mean.flatMap((xs, t) => (xs.length ? [[t, xs.reduce((a, b) => a + b, 0) / xs.length] as [number, number]] : [])) });
     }
   }
@@ -113,7 +116,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     `Command: \`${r.command}\`  `,
     `Seeds: ${seeds.join(', ')} · backend: ${r.backend} · machine: ${r.machine} · wall time: ${(state.wallSeconds / 60).toFixed(1)} min (started ${state.startedAt})`,
     '',
-    '![pass@1 per iteration](paper-mini.svg)',
+    `![pass@1 per iteration](${state.preset}.svg)`,
     '',
     '## Greedy pass@1 (%) on the held-out split',
     '',
