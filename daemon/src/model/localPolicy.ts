@@ -133,7 +133,7 @@ export class LocalPolicy implements Policy {
     const pad = this.tokenizer.padId;
     if (noCache) return new NoCacheDecoder(this.model, pad);
     const host = this.decoderKind === 'host' || (this.decoderKind === 'auto' && isHostBackend());
-    return host ? new HostKVDecoder(this.model, pad, maxNew) : new TensorKVDecoder(this.model, pad);
+    return host ? new HostKVDecoder(this.model, pad, maxNew) : new TensorKVDecoder(this.model, pad, maxNew);
   }
 
   private async generateBatch(reqs: GenerateRequest[], opts: GenerateOptions): Promise<GenerateResult[]> {
