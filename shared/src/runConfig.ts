@@ -88,7 +88,7 @@ export const RunConfig = z.strictObject({
     steps: d(z.number().int().min(0).default(300), 'SFT optimiser steps.'),
     lr: d(z.number().positive().default(1e-3), 'SFT learning rate.'),
     batchSize: d(z.number().int().min(1).default(16), 'SFT batch size (sequences).'),
-    copyDrills: d(z.number().min(0).max(4).default(0), 'Copy drills ("Repeat: the 4821 also 7730." → "4821 7730") added per demonstration: pure copying practice for a from-scratch model (0 = none). On 2 CPU cores, 500 steps with 0.5 drills per demo did not yet make copying appear.'),
+    copyDrills: d(z.number().min(0).max(4).default(0), 'Copy drills ("Repeat: the 4821 also 7730." → "4821 7730") added per demonstration: pure copying practice for a from-scratch model (0 = none). Measured (docs/model.md): with 0.5 drills per demo the small model still copied 23% of digits at step 500, against 88% without drills.'),
   }).prefault({}),
   sampling: z.strictObject({
     samplesPerPrompt: d(z.number().int().min(1).default(8), 'N trajectories sampled per prompt per iteration.'),
