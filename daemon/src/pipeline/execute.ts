@@ -78,7 +78,7 @@ export class RunAborted extends Error { constructor() { super('run stopped'); } 
 export function runProblems(cfg: RunConfig, split: 'train' | 'eval' | 'dev', count: number, iteration = 0): Problem[] {
   const { dataset, difficulty } = cfg.data;
   if (split === 'train' && cfg.data.promptsFromDemos && dataset === 'synthetic') {
-    const demos = sftDemos(cfg).filter((d) => d.problem.source === 'synthetic');
+    const demos = taskDemos(cfg);
     if (demos.length === 0) throw new Error('data.promptsFromDemos needs SFT demonstrations: set sft.demos > 0');
     // Iteration t takes the next `count` problems (wrapping around), so iterations see different prompts.
     const start = (Math.max(0, iteration - 1) * count) % demos.length;
@@ -88,13 +88,15 @@ export function runProblems(cfg: RunConfig, split: 'train' | 'eval' | 'dev', cou
   return getProblems({ dataset, split, count, seed, level: difficulty as Level });
 }
 
-/** The SFT demonstrations of a run (and its copy drills): a function of the config alone. */
-export function sftDemos(cfg: RunConfig): Demo[] {
+/** The task's SFT demonstrations of a run (without copy drills): a function of the config alone. */
+function taskDemos(cfg: RunConfig): Demo[] {
   const { sft } = cfg;
-  return [
-    ...generateDemos({ seed: hashSeed(cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: cfg.data.difficulty as Level, flawFamilies: sft.flawFamilies ?? undefined }),
-    ...generateCopyDrills(hashSeed(cfg.seed, 'drills'), Math.round(sft.demos * sft.copyDrills)),
-  ];
+  return generateDemos({ seed: hashSeed(cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: cfg.data.difficulty as Level, flawFamilies: sft.flawFamilies ?? undefined });
+}
+
+/** The SFT demonstrations of a run and its copy drills: a function of the config alone. */
+export function sftDemos(cfg: RunConfig): Demo[] {
+  return [...taskDemos(cfg), ...generateCopyDrills(hashSeed(cfg.seed, 'drills'), Math.round(cfg.sft.demos * cfg.sft.copyDrills))];
 }
 
 /** A run that trains nothing (no iterations, no SFT steps): it only evaluates its starting model. */
@@ -463,10 +465,8 @@ class Execution {
     const k = this.cfg.eval.everySteps;
     if (k === 0 || step % k !== 0 || this.remote) return;
     const problems = this.problems(this.cfg.eval.split, this.cfg.data.evalPrompts);
-    const items = problems.map((problem) => ({ id: `${trajectoryId(this.runId, t, problem.id, 0, 'eval')}:step${step}`, runId: this.runId, iteration: t, sampleIndex: 0, problem }));
     const policy = this.d.engine.policy(model, `iter${t}-step${step}`);
-    const trajs = await this.rollout(policy, items, { temperature: 0, seed: hashSeed(this.cfg.seed, 'eval', t) }, 'eval', undefined, false);
-    const pass1 = trajs.filter((x) => x.reward >= 1).length / Math.max(1, trajs.length);
+    const pass1 = await this.greedyPass1(t, policy, problems, `step${step}`, hashSeed(this.cfg.seed, 'eval', t));
     const globalStep = this.st.step + step;
     this.d.store.insertMetrics([{ runId: this.runId, iteration: t, step: globalStep, name: 'eval/pass1', value: pass1 }]);
     this.d.emit({ type: 'train/metrics', runId: this.runId, iteration: t, step: globalStep, phase: 'pref', metrics: { 'eval/pass1': pass1 } });
@@ -480,14 +480,19 @@ class Execution {
     const count = this.cfg.data.devPrompts;
     if (count === 0 || this.cfg.eval.split === 'dev') return null;
     const problems = this.problems('dev', count);
-    const items = problems.map((problem) => ({ id: `${trajectoryId(this.runId, t, problem.id, 0, 'eval')}:dev`, runId: this.runId, iteration: t, sampleIndex: 0, problem }));
-    const p = this.progress('eval', t, items.length, `greedy pass@1 on ${items.length} dev problems (checkpoint selection)`);
+    const p = this.progress('eval', t, problems.length, `greedy pass@1 on ${problems.length} dev problems (checkpoint selection)`);
     let done = 0;
-    const trajs = await this.rollout(policy, items, { temperature: 0, seed: hashSeed(this.cfg.seed, 'dev', t) }, 'eval', () => p.report(++done), false);
+    const score = await this.greedyPass1(t, policy, problems, 'dev', hashSeed(this.cfg.seed, 'dev', t), () => p.report(++done));
     p.end(done);
-    const score = trajs.filter((x) => x.reward >= 1).length / Math.max(1, trajs.length);
     this.d.store.insertMetrics([{ runId: this.runId, iteration: t, step: this.st.step, name: 'dev/pass1', value: score }]);
-    this.log(`iteration ${t}: dev pass@1 ${(100 * score).toFixed(1)}% on ${trajs.length} problems`);
+    this.log(`iteration ${t}: dev pass@1 ${(100 * score).toFixed(1)}% on ${problems.length} problems`);
     return score;
+  }
+
+  /** Greedy pass@1 of a policy on problems, without storing the trajectories (ids tagged so they never clash). */
+  private async greedyPass1(t: number, policy: Policy, problems: Problem[], tag: string, seed: number, onDone?: () => void): Promise<number> {
+    const items = problems.map((problem) => ({ id: `${trajectoryId(this.runId, t, problem.id, 0, 'eval')}:${tag}`, runId: this.runId, iteration: t, sampleIndex: 0, problem }));
+    const trajs = await this.rollout(policy, items, { temperature: 0, seed }, 'eval', onDone, false);
+    return trajs.filter((x) => x.reward >= 1).length / Math.max(1, trajs.length);
   }
 }
