@@ -175,11 +175,14 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   }
   if (cfg?.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint file ${cfgPath}: format is ${JSON.stringify(cfg?.format)}, expected "${CHECKPOINT_FORMAT}"`);
   if (cfg.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint file ${cfgPath}: version ${cfg.version} is not supported (this build reads ${CHECKPOINT_VERSION})`);
-  // Checkpoints written before grouped-query attention have no nKvHead: plain multi-head attention.
-  if (cfg.model && typeof cfg.model === 'object' && cfg.model.nKvHead === undefined) cfg.model.nKvHead = cfg.model.nHead;
-  // ... and checkpoints written before rotary positions have a learned position table.
-  if (cfg.model && typeof cfg.model === 'object' && cfg.model.positions === undefined) cfg.model.positions = 'learned';
-  if (cfg.model && typeof cfg.model === 'object' && cfg.model.prevToken === undefined) cfg.model.prevToken = false;
+  if (cfg.model && typeof cfg.model === 'object') {
+    // Fields added after the first checkpoints, defaulted to what those checkpoints were: plain multi-head
+    // attention (before grouped-query attention), a learned position table (before rope), no token shift.
+    const m = cfg.model;
+    if (m.nKvHead === undefined) m.nKvHead = m.nHead;
+    if (m.positions === undefined) m.positions = 'learned';
+    if (m.prevToken === undefined) m.prevToken = false;
+  }
   try {
     validateConfig(cfg.model);
   } catch (e) {

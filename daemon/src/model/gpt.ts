@@ -1,6 +1,6 @@
 /**
- * A decoder-only transformer (GPT-2 shape, nanoGPT-style): token embeddings + learned position embeddings or
- * rotary positions (rope.ts) on queries and keys, nLayer
+ * A decoder-only transformer (GPT-2 shape, nanoGPT-style): token embeddings (plus, optionally, an embedding of
+ * the previous token), learned position embeddings or rotary positions (rope.ts) on queries and keys, nLayer
  * pre-norm blocks (x += attn(ln1(x)); x += mlp(ln2(x))) with causal grouped-query attention (nKvHead key/value
  * heads shared by nHead query heads; nKvHead = nHead is plain multi-head), a final layer norm and an output
  * head tied to the token embedding. Batches are right-padded: attention is causal, so real tokens never see the padding that
@@ -37,8 +37,8 @@ export interface GPTConfig {
   /** Std of the normal weight init (0.02); residual output projections get 0.02/√(2·nLayer) (GPT-2). */
   initStd: number;
   /**
-   * Positions: 'rope' rotates queries and keys (copying digits, a relative-position skill, is learned several
-   * times faster); 'learned' adds a GPT-2 position table (checkpoints written before rope existed).
+   * Positions: 'rope' rotates queries and keys (copying digits is a relative-position skill; see rope.ts for
+   * what was measured); 'learned' adds a GPT-2 position table (checkpoints written before rope existed).
    */
   positions: 'learned' | 'rope';
   /**
