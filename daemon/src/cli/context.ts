@@ -35,3 +35,18 @@ export function openContext(opts: { db?: string; backend?: BackendName; log?: (l
     async close() { await manager.shutdown(); bus.close(); store.close(); },
   };
 }
+
+/**
+ * Ctrl-C during a run started by the CLI: the first stops the run at its next safe point (what is committed
+ * stays), a second quits at once. Returns the function that removes the handler.
+ */
+export function stopRunOnSigint(ctx: DaemonContext, runId: () => string, hint = ''): () => void {
+  let interrupted = 0;
+  const onSigint = () => {
+    if (++interrupted > 1) process.exit(130);
+    process.stderr.write(`\nstopping at the next safe point (Ctrl-C again to quit now${hint})\n`);
+    void ctx.manager.stop(runId());
+  };
+  process.on('SIGINT', onSigint);
+  return () => { process.off('SIGINT', onSigint); };
+}

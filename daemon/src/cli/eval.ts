@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { DatasetName, PolicyConfig, RunConfig, formatIssues, type EvalBreakdown, type RunConfigInput } from '@mathagent/shared';
-import { openContext } from './context';
+import { openContext, stopRunOnSigint } from './context';
 import { ProgressView, formatTable } from './progress';
 import { parseSets } from './run';
 import { deepMerge } from '../pipeline/config';
@@ -115,13 +115,7 @@ export function register(program: Command): void {
       if (config.policy.kind === 'local') ctx.manager.onEngine((b) => { backend = b; });
       let runId = '';
       const unsub = ctx.bus.subscribe((e) => { if (e.runId === runId) view.handle(e); });
-      let interrupted = 0;
-      const onSigint = () => {
-        if (++interrupted > 1) process.exit(130);
-        process.stderr.write('\nstopping at the next safe point (Ctrl-C again to quit now)\n');
-        void ctx.manager.stop(runId);
-      };
-      process.on('SIGINT', onSigint);
+      const offSigint = stopRunOnSigint(ctx, () => runId);
       try {
         ({ runId } = await ctx.manager.start({ config: config as unknown as Record<string, unknown>, kind: 'eval' }));
         if (o.store) process.stderr.write(`eval run ${runId} (database ${ctx.dbPath})\n`);
@@ -146,7 +140,7 @@ export function register(program: Command): void {
         if (e.breakdown) process.stdout.write('\n' + formatBreakdown(e.breakdown) + '\n');
         process.stdout.write(stored ? `\nstored as run ${stored}: mathagent runs show ${stored}\n` : '\nnot stored (--no-store)\n');
       } finally {
-        process.off('SIGINT', onSigint);
+        offSigint();
         unsub();
         view.stop();
         await ctx.close();

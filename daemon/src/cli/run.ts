@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { BackendName, type BackendName as Backend } from '@mathagent/shared';
-import { openContext } from './context';
+import { openContext, stopRunOnSigint } from './context';
 import { ProgressView, StageTimer, formatTable } from './progress';
 import { presetNames } from '../pipeline/config';
 import type { Store } from '../store';
@@ -74,13 +74,7 @@ export function register(program: Command): void {
       const ctx = openContext({ db: o.db, backend, log: (l) => process.stderr.write(`· ${l}\n`) });
       let runId: string;
       const unsub = ctx.bus.subscribe((e) => { if (e.runId === runId) { view.handle(e); timer.handle(e); } });
-      let interrupted = 0;
-      const onSigint = () => {
-        if (++interrupted > 1) process.exit(130);
-        process.stderr.write('\nstopping at the next safe point (Ctrl-C again to quit now; resume with --resume)\n');
-        void ctx.manager.stop(runId);
-      };
-      process.on('SIGINT', onSigint);
+      const offSigint = stopRunOnSigint(ctx, () => runId, '; resume with --resume');
       try {
         if (o.resume) {
           runId = o.resume;
@@ -105,7 +99,7 @@ export function register(program: Command): void {
         }
         if (s.state === 'failed') process.exitCode = 1;
       } finally {
-        process.off('SIGINT', onSigint);
+        offSigint();
         unsub();
         await ctx.close();
       }
