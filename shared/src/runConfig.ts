@@ -78,6 +78,7 @@ export const RunConfig = z.strictObject({
     evalPrompts: d(z.number().int().min(1).default(200), 'Held-out prompts for greedy pass@1.'),
     devPrompts: d(z.number().int().min(0).default(0), 'Separate dev prompts used to select the best checkpoint (0 = use the eval split).'),
     difficulty: d(z.number().int().min(0).max(3).default(1), 'Synthetic task difficulty: 0 = yes/no version of level 1 (smoke tests: a guess is right half the time), 1 = two tool calls with 2–4 digit operands, 2 = three calls, 4-digit, 3 = three calls, 5-digit.'),
+    heldOut: d(z.enum(['shifted', 'same']).default('shifted'), 'Synthetic task: shifted = dev/eval use other sentence frames and larger numbers than train (a generalisation test); same = all splits share the training distribution, disjoint questions (1/8 eval, 1/8 dev by a hash of the text; demonstrations never use them).'),
     promptsFromDemos: d(z.boolean().default(false), 'Synthetic task: the online prompts are the problems of the SFT demonstrations (as in the paper, where SFT data and online prompts both come from the GSM8K/MATH train sets), taken in turn; false = fresh train problems every iteration.'),
   }).prefault({}),
   sft: z.strictObject({
@@ -87,6 +88,7 @@ export const RunConfig = z.strictObject({
     flawFamilies: d(z.array(z.enum(['shopping', 'production', 'sharing', 'discount', 'units', 'budget'])).nullable().default(null), 'Synthetic families that receive the flawed demonstrations (null = all); concentrating flaws makes a learnable mistake.'),
     steps: d(z.number().int().min(0).default(300), 'SFT optimiser steps.'),
     lr: d(z.number().positive().default(1e-3), 'SFT learning rate.'),
+    schedule: d(z.enum(['cosine', 'linear', 'constant']).default('cosine'), 'SFT learning-rate decay after warm-up. A from-scratch model learns to copy digits only after a few hundred steps at a high rate (docs/model.md): a short cosine schedule decays before that; constant keeps the rate up.'),
     batchSize: d(z.number().int().min(1).default(16), 'SFT batch size (sequences).'),
     copyDrills: d(z.number().min(0).max(4).default(0), 'Copy drills ("Repeat: the 4821 also 7730." → "4821 7730") added per demonstration: pure copying practice for a from-scratch model (0 = none). Measured (docs/model.md): with 0.5 drills per demo the small model still copied 23% of digits at step 500, against 88% without drills.'),
   }).prefault({}),
@@ -125,6 +127,9 @@ export const RunConfig = z.strictObject({
   }).prefault({}),
   eval: z.strictObject({
     passK: d(z.number().int().min(1).default(8), 'k for pass@k (sampled at evalTemperature).'),
+    passKPrompts: d(z.number().int().min(1).nullable().default(null), 'How many of the held-out problems (the first ones) also get k samples for pass@k; null = all. Sampling k per problem costs k times the greedy pass.'),
+    passKAt: d(z.enum(['every', 'ends']).default('every'), 'When pass@k is sampled: every evaluation, or only the starting model\'s and the final iteration\'s (ends).'),
+    initial: d(z.boolean().default(true), 'Evaluate the starting model (iteration 0) before the first iteration. The paper-mini experiment turns it off for its arms: its SFT run already evaluated that model on the same problems.'),
     evalTemperature: d(z.number().min(0).max(2).default(0.7), 'Temperature for pass@k samples.'),
     everySteps: d(z.number().int().min(0).default(0), 'Also evaluate every K training steps (0 = once per iteration).'),
     split: d(z.enum(['eval', 'dev', 'train']).default('eval'), 'Problems evaluated: eval (the held-out test split, default), dev, or train (how well the policy fits training-distribution prompts).'),

@@ -25,3 +25,40 @@ test('the SVG plot has one polyline and legend entry per series', () => {
   assert.match(svg, />A</);
   assert.match(svg, /^<svg /);
 });
+
+test('the report: SFT rows from the SFT runs, arm curves start there, seeds summarised, paired test against SFT', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openStore } = await import('../../daemon/src/store');
+  const { experimentReport } = await import('../../daemon/src/pipeline/experimentReport');
+  const dir = mkdtempSync(join(tmpdir(), 'report-'));
+  const store = openStore(join(dir, 'runs.db'));
+  try {
+    // 10 problems; the SFT model gets the first 4 right, each M-DPO iteration one more.
+    const ids = Array.from({ length: 10 }, (_, i) => `p${i}`);
+    const evalOf = (runId: string, iteration: number, right: number) => store.insertEval({
+      runId, iteration, pass1: right / 10, passK: null, k: 1, n: 10, ci95: [0, 1], meanTurns: 2, toolErrorRate: 0,
+      problems: ids.map((promptId, i) => ({ promptId, correct: i < right, correctK: null, trajectoryId: `${runId}-${promptId}` })),
+    });
+    const runs: Record<string, string> = {};
+    for (const seed of [1, 2]) {
+      runs[`sft/${seed}`] = store.createRun({ config: { iterations: 0, seed } }).id;
+      evalOf(runs[`sft/${seed}`]!, 0, 4);
+      runs[`mdpo/${seed}`] = store.createRun({ config: { iterations: 3, seed } }).id;
+      for (const t of [1, 2, 3]) evalOf(runs[`mdpo/${seed}`]!, t, 4 + t + (seed - 1));
+    }
+    runs['raft/1'] = store.createRun({ config: { iterations: 3 } }).id;
+    for (const t of [1, 2, 3]) evalOf(runs['raft/1']!, t, 5);
+    const { markdown, svg } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs, startedAt: 'x', wallSeconds: 60 }, command: 'c', backend: 'wasm', machine: 'm' });
+    assert.match(markdown, /\| SFT \| 1 \| 40\.0 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| 1 \| 40\.0 \| 50\.0 \| 60\.0 \| 70\.0 \|/, 'the curve starts at the SFT run\'s score');
+    assert.match(markdown, /\| M-DPO \(ref = previous\), final \| 2 \| 75\.0 \| 7\.1 \| 70\.0–80\.0 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| RAFT \| 2 \| 0 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\), final \| SFT \| 3 \| 0 \| 0\.25 \|/);
+    assert.equal((svg.match(/<polyline/g) ?? []).length, 2);
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluate } from 'mathjs';
 import {
-  FAMILIES, FAMILY_FLAW, generateDemos, generateProblems, heldOutPart, roleRange, SyntheticError,
+  FAMILIES, FAMILY_FLAW, generateDemos, generateProblems, heldOutPart, roleRange, sameStylePart, SyntheticError,
   type Family, type Level, type Role,
 } from '../../daemon/src/data/synthetic';
 import { mulberry32, hash32 } from '../../daemon/src/data/rng';
@@ -94,6 +94,33 @@ test('splits never share a question; held-out frames and number ranges differ fr
     // Every family appears in every split.
     for (const ps of [train, dev, evalP]) assert.equal(new Set(ps.map((p) => p.meta!.family)).size, FAMILIES.length);
   }
+});
+
+test('heldOut "same": splits share frames and ranges but never a question, demos included; bad mode is named', () => {
+  const level = 1;
+  const gen = (split: 'train' | 'dev' | 'eval', seed = 1, count = 2000) => generateProblems({ seed, count, split, level, heldOut: 'same' });
+  const [train, dev, evalP] = [gen('train'), gen('dev'), gen('eval')];
+  const demos = generateDemos({ seed: 5, count: 2000, flawedShare: 0.2, level, heldOut: 'same' });
+  const qs = (ps: Array<{ question: string }>) => new Set(ps.map((p) => p.question));
+  const [tq, dq, eq, mq] = [qs(train), qs(dev), qs(evalP), qs(demos.map((d) => d.problem))];
+  for (const [a, b, what] of [[tq, eq, 'train/eval'], [tq, dq, 'train/dev'], [dq, eq, 'dev/eval'], [mq, eq, 'demos/eval'], [mq, dq, 'demos/dev']] as const) {
+    assert.ok(![...a].some((q) => b.has(q)), `${what} share a question`);
+  }
+  // Membership is a function of the text: another seed's eval questions are eval questions too.
+  for (const p of gen('eval', 7, 300)) assert.equal(sameStylePart(p.question), 'eval');
+  // Same distribution: held-out questions use the train frames and the train number ranges.
+  const trainSkeletons = new Set([...train, ...demos.map((d) => d.problem)].map((p) => skeleton(p.question)));
+  assert.ok(evalP.filter((p) => trainSkeletons.has(skeleton(p.question))).length > 0.95 * evalP.length);
+  for (const p of [...dev, ...evalP]) {
+    for (const pair of String(p.meta!.numbers).split(' ')) {
+      const [role, v] = pair.split('=') as [Role, string];
+      const r = roleRange(role, level, 'train');
+      assert.ok(Number(v) >= r.lo && Number(v) <= r.hi, `${pair} outside the train range`);
+    }
+  }
+  // The default stays 'shifted' (earlier runs keep their problems).
+  assert.deepEqual(generateProblems({ seed: 1, count: 20, split: 'eval', level }), generateProblems({ seed: 1, count: 20, split: 'eval', level, heldOut: 'shifted' }));
+  assert.throws(() => generateProblems({ seed: 1, count: 1, split: 'eval', heldOut: 'mixed' as 'same' }), /heldOut must be shifted or same, got "mixed"/);
 });
 
 test('role ranges by hand: L1 big is 100..639 for train and 640..999 held out; percentages step by 5', () => {

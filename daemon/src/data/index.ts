@@ -3,7 +3,7 @@
  * that maps (dataset, train/dev/eval) to problems the way a run uses them.
  */
 import { loadDataset, splitProblems, DatasetError, type RealDatasetName } from './datasets';
-import { generateProblems, type Level, type SyntheticSplit } from './synthetic';
+import { generateProblems, type HeldOutMode, type Level, type SyntheticSplit } from './synthetic';
 import { rngFor, shuffled } from './rng';
 import type { Problem } from './types';
 
@@ -19,6 +19,8 @@ export interface GetProblemsOptions {
   seed: number;
   /** Synthetic difficulty (default 1). */
   level?: Level;
+  /** Synthetic: how dev/eval relate to train (default 'shifted'). */
+  heldOut?: HeldOutMode;
   dataDir?: string;
 }
 
@@ -37,7 +39,7 @@ export const REAL_DEV_FRACTION = 0.05;
 export function getProblems(opts: GetProblemsOptions): Problem[] {
   if (!Number.isInteger(opts.count) || opts.count < 0) throw new DatasetError(`count must be a non-negative integer, got ${opts.count}`);
   if (opts.dataset === 'synthetic') {
-    return generateProblems({ seed: opts.seed, count: opts.count, split: opts.split, level: opts.level ?? 1 });
+    return generateProblems({ seed: opts.seed, count: opts.count, split: opts.split, level: opts.level ?? 1, heldOut: opts.heldOut });
   }
   const load = { dataDir: opts.dataDir };
   if (opts.split === 'eval') return loadDataset(opts.dataset, 'test', { ...load, limit: opts.count });

@@ -3,10 +3,16 @@
  * SFT demonstrations that solve them with 1–3 mathjs tool calls, the later ones reusing variables of the
  * earlier ones, then `Answer: \boxed{N}`.
  *
- * Splits: `train` uses the training sentence frames and the lower part of every number range; `dev` and `eval`
- * use other frames and the upper part of every range. dev and eval share a distribution but never a question:
- * a question belongs to eval or dev by a hash of its text (independent of the seed), so the two can never
- * overlap, whatever seeds are used. Within one generated list no question repeats.
+ * Splits (`heldOut`):
+ * - 'shifted' (default): `train` uses the training sentence frames and the lower part of every number range; `dev`
+ *   and `eval` use other frames and the upper part of every range — a test of generalisation to new wordings and
+ *   larger numbers. dev and eval share a distribution but never a question: a question belongs to eval or dev by a
+ *   hash of its text (independent of the seed), so the two can never overlap, whatever seeds are used.
+ * - 'same': all three splits come from the training distribution (frames and ranges); a hash of the question text
+ *   puts 1/8 of all questions in eval, 1/8 in dev and the rest in train (demonstrations included), so no held-out
+ *   question is ever trained on. This measures what preference learning does to in-distribution accuracy, as the
+ *   paper's GSM8K/MATH test sets do for their train sets.
+ * Within one generated list no question repeats.
  *
  * Determinism: problem i depends only on (seed, split, level, families, i), so a longer list extends a shorter
  * one. Demonstrations draw their problems from a stream of their own (train style), so the SFT set and the
@@ -36,7 +42,12 @@ export interface ProblemOptions {
   level?: Level;
   /** Restrict to these families (default: all, in equal shares). */
   families?: readonly Family[];
+  /** How dev/eval relate to train (see the file comment); default 'shifted'. */
+  heldOut?: HeldOutMode;
 }
+
+export type HeldOutMode = 'shifted' | 'same';
+export const HELD_OUT_MODES: readonly HeldOutMode[] = ['shifted', 'same'];
 
 export interface DemoOptions {
   seed: number;
@@ -52,6 +63,8 @@ export interface DemoOptions {
    * families, flawFamilies ['discount'], flawedShare 0.1 → 60% of discount demos flawed, the rest clean.
    */
   flawFamilies?: readonly Family[];
+  /** With 'same', demonstrations avoid the questions reserved for dev and eval. Default 'shifted'. */
+  heldOut?: HeldOutMode;
 }
 
 /** Thrown for bad options; the message says what to change. */
@@ -63,14 +76,16 @@ export class SyntheticError extends Error {
 export const MAX_VALUE = 1e9;
 const MAX_ATTEMPTS = 1000;
 
-function checkCommon(opts: { seed: number; count: number; level?: number; families?: readonly string[] }): { level: Level; families: Family[] } {
+function checkCommon(opts: { seed: number; count: number; level?: number; families?: readonly string[]; heldOut?: string }): { level: Level; families: Family[]; heldOut: HeldOutMode } {
   if (!Number.isInteger(opts.seed)) throw new SyntheticError(`seed must be an integer, got ${opts.seed}`);
   if (!Number.isInteger(opts.count) || opts.count < 0) throw new SyntheticError(`count must be a non-negative integer, got ${opts.count}`);
   const level = opts.level ?? 1;
   if (level !== 0 && level !== 1 && level !== 2 && level !== 3) throw new SyntheticError(`level must be 0, 1, 2 or 3, got ${level}`);
   const families = checkFamilies(opts.families ?? FAMILIES, 'families');
   if (families.length === 0) throw new SyntheticError('families must list at least one family');
-  return { level, families };
+  const heldOut = opts.heldOut ?? 'shifted';
+  if (!HELD_OUT_MODES.includes(heldOut as HeldOutMode)) throw new SyntheticError(`heldOut must be ${HELD_OUT_MODES.join(' or ')}, got "${heldOut}"`);
+  return { level, families, heldOut: heldOut as HeldOutMode };
 }
 
 function checkFamilies(list: readonly string[], what: string): Family[] {
@@ -93,10 +108,18 @@ export function heldOutPart(question: string): 'dev' | 'eval' {
   return hash32('heldout-part', question) % 2 === 0 ? 'eval' : 'dev';
 }
 
+/** With heldOut 'same': the split a question belongs to (1/8 eval, 1/8 dev, 3/4 train), by its text alone. */
+export function sameStylePart(question: string): SyntheticSplit {
+  const h = hash32('same-part', question) % 8;
+  return h === 0 ? 'eval' : h === 1 ? 'dev' : 'train';
+}
+
 interface Generated { family: Family; inst: Instance }
 
-function generate(stream: 'problem' | 'demo', seed: number, count: number, split: SyntheticSplit, level: Level, families: Family[]): Generated[] {
-  const style: Style = split === 'train' ? 'train' : 'heldout';
+function generate(stream: 'problem' | 'demo', seed: number, count: number, split: SyntheticSplit, level: Level, families: Family[], heldOut: HeldOutMode): Generated[] {
+  const style: Style = split === 'train' || heldOut === 'same' ? 'train' : 'heldout';
+  // Which questions this split may use: the shifted mode separates train by style, so only dev/eval need a hash.
+  const mine = heldOut === 'same' ? (q: string) => sameStylePart(q) === split : (q: string) => split === 'train' || heldOutPart(q) === split;
   const seen = new Set<string>();
   const out: Generated[] = [];
   for (let i = 0; i < count; i++) {
@@ -105,7 +128,7 @@ function generate(stream: 'problem' | 'demo', seed: number, count: number, split
     for (let attempt = 0; attempt < MAX_ATTEMPTS && !inst; attempt++) {
       const cand = buildInstance(family, rngFor(stream, seed, split, level, i, attempt), level, style);
       if (!cand || seen.has(cand.question)) continue;
-      if (split !== 'train' && heldOutPart(cand.question) !== split) continue;
+      if (!mine(cand.question)) continue;
       inst = cand;
     }
     if (!inst) {
@@ -148,9 +171,9 @@ function toProblem(g: Generated, id: string, split: SyntheticSplit, level: Level
 
 /** Generate `count` problems of one split; ids are `synthetic/<split>/L<level>/s<seed>-<i>`. */
 export function generateProblems(opts: ProblemOptions): Problem[] {
-  const { level, families } = checkCommon(opts);
+  const { level, families, heldOut } = checkCommon(opts);
   if (!SYNTHETIC_SPLITS.includes(opts.split)) throw new SyntheticError(`unknown split "${opts.split}"; valid splits: ${SYNTHETIC_SPLITS.join(', ')}`);
-  return generate('problem', opts.seed, opts.count, opts.split, level, families).map((g, i) =>
+  return generate('problem', opts.seed, opts.count, opts.split, level, families, heldOut).map((g, i) =>
     toProblem(g, `synthetic/${opts.split}/L${level}/s${opts.seed}-${i}`, opts.split, level),
   );
 }
@@ -166,7 +189,7 @@ export function finalAnswerText(value: number | string): string {
  * own (wrong) code computes, so its answer differs from problem.answer.
  */
 export function generateDemos(opts: DemoOptions): Demo[] {
-  const { level, families } = checkCommon(opts);
+  const { level, families, heldOut } = checkCommon(opts);
   if (opts.split !== undefined && opts.split !== 'train') {
     throw new SyntheticError(`demonstrations are made for the train split only, got split "${opts.split}"`);
   }
@@ -175,7 +198,7 @@ export function generateDemos(opts: DemoOptions): Demo[] {
   const stray = flawFamilies.filter((f) => !families.includes(f));
   if (stray.length) throw new SyntheticError(`flawFamilies ${stray.join(', ')} not among the families in use (${families.join(', ')})`);
 
-  const gen = generate('demo', opts.seed, opts.count, 'train', level, families);
+  const gen = generate('demo', opts.seed, opts.count, 'train', level, families, heldOut);
   const eligible = gen.map((g, i) => (flawFamilies.includes(g.family) ? i : -1)).filter((i) => i >= 0);
   const nFlawed = Math.round(opts.count * opts.flawedShare);
   if (nFlawed > eligible.length) {

@@ -18,6 +18,8 @@ export interface SftTrainOptions {
   lr: number;
   batchSize: number;
   warmupSteps: number;
+  /** Decay after warm-up (default cosine over `steps`). */
+  schedule?: 'cosine' | 'linear' | 'constant';
   seed: number;
   signal?: AbortSignal;
   onStep?: StepCallback;

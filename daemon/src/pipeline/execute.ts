@@ -85,13 +85,13 @@ export function runProblems(cfg: RunConfig, split: 'train' | 'eval' | 'dev', cou
     return Array.from({ length: Math.min(count, demos.length) }, (_, i) => demos[(start + i) % demos.length]!.problem);
   }
   const seed = split === 'train' ? hashSeed(cfg.seed, 'train', iteration) : hashSeed(cfg.seed, split);
-  return getProblems({ dataset, split, count, seed, level: difficulty as Level });
+  return getProblems({ dataset, split, count, seed, level: difficulty as Level, heldOut: cfg.data.heldOut });
 }
 
 /** The task's SFT demonstrations of a run (without copy drills): a function of the config alone. */
 function taskDemos(cfg: RunConfig): Demo[] {
   const { sft } = cfg;
-  return generateDemos({ seed: hashSeed(cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: cfg.data.difficulty as Level, flawFamilies: sft.flawFamilies ?? undefined });
+  return generateDemos({ seed: hashSeed(cfg.seed, 'demos'), count: sft.demos, flawedShare: sft.flawedShare, level: cfg.data.difficulty as Level, flawFamilies: sft.flawFamilies ?? undefined, heldOut: cfg.data.heldOut });
 }
 
 /** The SFT demonstrations of a run and its copy drills: a function of the config alone. */
@@ -234,7 +234,7 @@ class Execution {
       this.policyModel = await engine.load(this.st.policyCheckpoint);
       this.fitContext(this.policyModel);
     }
-    if (!this.st.sftEvaluated) {
+    if (!this.st.sftEvaluated && this.cfg.eval.initial) {
       await this.evaluate(0, this.policyModel);
       this.commit({ sftEvaluated: true });
     }
@@ -264,7 +264,7 @@ class Execution {
     p.end();
     const t = this.progress('sft', 0, sft.steps, 'supervised fine-tuning');
     await this.d.engine.trainSft(model, seqs, {
-      steps: sft.steps, lr: sft.lr, batchSize: sft.batchSize, warmupSteps: Math.min(20, Math.floor(sft.steps / 10)), seed: this.cfg.seed,
+      steps: sft.steps, lr: sft.lr, batchSize: sft.batchSize, warmupSteps: Math.min(20, Math.floor(sft.steps / 10)), schedule: sft.schedule, seed: this.cfg.seed,
       signal: this.d.signal,
       onStep: (step, metrics) => { this.metrics(0, step, 'sft', metrics); t.report(step); },
     });
@@ -422,10 +422,12 @@ class Execution {
   private async evaluate(t: number, model: ModelHandle): Promise<void> {
     const { store, engine } = this.d;
     const problems = this.problems(this.cfg.eval.split, this.cfg.data.evalPrompts);
-    const k = this.cfg.eval.passK;
+    const { passKPrompts, passKAt } = this.cfg.eval;
+    // pass@k only at the ends (the starting model and the final iteration) when asked: k samples cost k greedy passes.
+    const k = passKAt === 'every' || t === 0 || t === this.cfg.iterations ? this.cfg.eval.passK : 1;
     const policy = this.remote ?? engine.policy(model, `iter${t}`);
     const greedyItems = problems.map((problem) => ({ id: trajectoryId(this.runId, t, problem.id, 0, 'eval'), runId: this.runId, iteration: t, sampleIndex: 0, problem }));
-    const kItems = k > 1 ? problems.flatMap((problem) => Array.from({ length: k }, (_, s) => ({ id: `${trajectoryId(this.runId, t, problem.id, s + 1, 'eval')}:k`, runId: this.runId, iteration: t, sampleIndex: s + 1, problem }))) : [];
+    const kItems = k > 1 ? problems.slice(0, passKPrompts ?? problems.length).flatMap((problem) => Array.from({ length: k }, (_, s) => ({ id: `${trajectoryId(this.runId, t, problem.id, s + 1, 'eval')}:k`, runId: this.runId, iteration: t, sampleIndex: s + 1, problem }))) : [];
     const total = greedyItems.length + kItems.length;
     const p = this.progress('eval', t, total, `greedy pass@1 on ${problems.length} ${this.cfg.eval.split === 'eval' ? 'held-out' : this.cfg.eval.split} problems` + (k > 1 ? `, pass@${k}` : ''));
     let done = 0;
@@ -440,7 +442,7 @@ class Execution {
     for (const s of sampled) byPrompt.set(s.promptId, (byPrompt.get(s.promptId) ?? 0) + (s.reward >= 1 ? 1 : 0));
     const { pass1, passK, n, ci95, meanTurns, toolErrorRate } = summarizeEval(allGreedy, k, byPrompt);
     store.insertEval({ runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate, breakdown: evalBreakdown(problems, allGreedy),
-      problems: allGreedy.map((x) => ({ promptId: x.promptId, correct: x.reward >= 1, correctK: k > 1 ? byPrompt.get(x.promptId) ?? 0 : null, trajectoryId: x.id })) });
+      problems: allGreedy.map((x) => ({ promptId: x.promptId, correct: x.reward >= 1, correctK: k > 1 ? byPrompt.get(x.promptId) ?? null : null, trajectoryId: x.id })) });
     store.upsertIteration({ runId: this.runId, iteration: t, stage: 'eval', pass1, passK });
     this.d.emit({ type: 'eval/result', runId: this.runId, iteration: t, pass1, passK, k, n, ci95, meanTurns, toolErrorRate });
     const run = store.getRunSummary(this.runId);

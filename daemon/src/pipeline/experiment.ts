@@ -96,6 +96,8 @@ export async function runExperiment(opts: {
       const cfg: RunConfigInput = deepMerge(common, {
         name: `${opts.preset} ${arm.key} s${seed}`, seed, algorithm: arm.algorithm,
         model: { init: sftCkpt.path }, sft: { enabled: false }, train: { reference: arm.reference },
+        // The SFT run already evaluated this very model on the same problems (same seed): the report takes it from there.
+        eval: { initial: false },
       });
       await ensureRun(opts.store, opts.manager, state, opts.stateFile, `${arm.key}/${seed}`, cfg as Record<string, unknown>);
     }

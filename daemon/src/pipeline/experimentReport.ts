@@ -102,12 +102,27 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     paired.push(`| ${ARMS.find((x) => x.key === a)!.label} | ${ARMS.find((x) => x.key === b)!.label} | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
   };
   cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft');
-  const sftFirst = finalOutcomes.size && seeds.length ? evalsOf(state.runs[`mdpo/${seeds[0]}`]).find((e) => e.iteration === 0) : undefined;
+  const sftFirst = finalOutcomes.has('mdpo') && seeds.length ? sftEvals[0] ?? evalsOf(state.runs[`mdpo/${seeds[0]}`]).find((e) => e.iteration === 0) : undefined;
   if (sftFirst) {
     const A = finalOutcomes.get('mdpo')!;
     let bc = 0, cb = 0;
     for (const p of sftFirst.problems) { const o = A.get(p.promptId); if (o === undefined) continue; if (o && !p.correct) bc++; if (!o && p.correct) cb++; }
     paired.push(`| M-DPO (ref = previous), final | SFT | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
+  }
+  // Across seeds: the mean and spread of the final pass@1 where a method ran on more than one seed.
+  const acrossSeeds: string[] = ['| method | seeds | mean | sd | min–max |', '| --- | --- | --- | --- | --- |'];
+  const spread = (label: string, xs: number[]) => {
+    if (xs.length < 2) return;
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1));
+    acrossSeeds.push(`| ${label} | ${xs.length} | ${pct(mean)} | ${pct(sd)} | ${pct(Math.min(...xs))}–${pct(Math.max(...xs))} |`);
+  };
+  spread('SFT', sftEvals.flatMap((e) => (e ? [e.pass1] : [])));
+  for (const arm of ARMS) {
+    spread(`${arm.label}, final`, seeds.flatMap((s) => {
+      const ev = evalsOf(state.runs[`${arm.key}/${s}`]).sort((a, b) => a.iteration - b.iteration);
+      return ev.length && ev[ev.length - 1]!.iteration > 0 ? [ev[ev.length - 1]!.pass1] : [];
+    }));
   }
   const svg = svgPlot(series, { title: `${state.preset}: held-out greedy pass@1 per iteration` });
   const markdown = [
@@ -122,6 +137,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     '',
     ...rows,
     '',
+    ...(acrossSeeds.length > 2 ? ['## Across seeds (greedy pass@1 %, final iteration)', '', ...acrossSeeds, ''] : []),
     '## Paired comparisons on the same held-out problems (final iteration, first seed)',
     '',
     ...paired,

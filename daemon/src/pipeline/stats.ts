@@ -43,7 +43,9 @@ export function summarizeEval(
 ): EvalSummary {
   const n = greedy.length;
   const correct = greedy.filter((x) => x.reward >= 1).length;
-  const passK = k > 1 && correctByPrompt && n ? greedy.reduce((acc, g) => acc + passAtK(k, correctByPrompt.get(g.promptId) ?? 0, k), 0) / n : null;
+  // pass@k over the problems that were sampled k times (eval.passKPrompts may pick the first few only).
+  const sampled = correctByPrompt ? greedy.filter((g) => correctByPrompt.has(g.promptId)) : [];
+  const passK = k > 1 && correctByPrompt && sampled.length ? sampled.reduce((acc, g) => acc + passAtK(k, correctByPrompt.get(g.promptId) ?? 0, k), 0) / sampled.length : null;
   return {
     n, k, passK,
     pass1: n ? correct / n : 0,

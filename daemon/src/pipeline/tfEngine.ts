@@ -53,7 +53,7 @@ export async function createTfEngine(opts: { backend: BackendName; log?: (line: 
     },
     async trainSft(model, seqs: TrainSequence[], o: SftTrainOptions) {
       const trainer = new Trainer(unwrap(model), {
-        algorithm: 'sft', lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.steps, schedule: 'cosine', batchSize: o.batchSize, seed: o.seed, truncation: 'left',
+        algorithm: 'sft', lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.steps, schedule: o.schedule ?? 'cosine', batchSize: o.batchSize, seed: o.seed, truncation: 'left',
       });
       try {
         const r = await trainer.trainSft(seqs, { steps: o.steps, signal: o.signal, onStep: (e) => o.onStep?.(e.step, e.metrics) });
