@@ -32,6 +32,7 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
   const { join } = await import('node:path');
   const { openStore } = await import('../../daemon/src/store');
   const { experimentReport } = await import('../../daemon/src/pipeline/experimentReport');
+  const { RunConfig } = await import('@mathagent/shared');
   const dir = mkdtempSync(join(tmpdir(), 'report-'));
   const store = openStore(join(dir, 'runs.db'));
   try {
@@ -43,12 +44,12 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     });
     const runs: Record<string, string> = {};
     for (const seed of [1, 2]) {
-      runs[`sft/${seed}`] = store.createRun({ config: { iterations: 0, seed } }).id;
+      runs[`sft/${seed}`] = store.createRun({ config: RunConfig.parse({ iterations: 0, seed }) }).id;
       evalOf(runs[`sft/${seed}`]!, 0, 4);
-      runs[`mdpo/${seed}`] = store.createRun({ config: { iterations: 3, seed } }).id;
+      runs[`mdpo/${seed}`] = store.createRun({ config: RunConfig.parse({ iterations: 3, seed }) }).id;
       for (const t of [1, 2, 3]) evalOf(runs[`mdpo/${seed}`]!, t, 4 + t + (seed - 1));
     }
-    runs['raft/1'] = store.createRun({ config: { iterations: 3 } }).id;
+    runs['raft/1'] = store.createRun({ config: RunConfig.parse({ iterations: 3 }) }).id;
     for (const t of [1, 2, 3]) evalOf(runs['raft/1']!, t, 5);
     const { markdown, svg } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs, startedAt: 'x', wallSeconds: 60 }, command: 'c', backend: 'wasm', machine: 'm' });
     assert.match(markdown, /\| SFT \| 1 \| 40\.0 \|/);

@@ -18,6 +18,37 @@ before(async () => {
 });
 
 describe('LocalPolicy sampling', () => {
+  for (const [nKvHead, positions] of [[1, 'rope'], [2, 'learned']] as const) it(`host decoder: prefill by steps and the prefix cache across turns give the no-cache path's tokens and logprobs (nKvHead ${nKvHead}, ${positions})`, async () => {
+    const model = new GPT({ ...presetConfig('tiny', tok.vocabSize), nKvHead, positions, prevToken: true }, 5);
+    // 9 rows: enough for the batched step prefill; prompts of different lengths.
+    const prompts = Array.from({ length: 9 }, (_, i) => `<|user|>${'x'.repeat(i * 3)}what is ${i}+${i}?<|end|><|assistant|>`);
+    const policy = new LocalPolicy(model, tok, { decoder: 'host' });
+    const check = async (reqs: GenerateRequest[], what: string) => {
+      const ref = await new LocalPolicy(model, tok).generate(reqs.map((r) => ({ ...r, cacheKey: undefined })), { noCache: true });
+      const got = await policy.generate(reqs);
+      got.forEach((g, b) => {
+        assert.deepEqual(g.tokenIds, ref[b]!.tokenIds, `${what} row ${b}`);
+        g.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - ref[b]!.logprobs[t]!) < 2e-4, `${what} row ${b} t ${t}: ${lp} vs ${ref[b]!.logprobs[t]}`));
+      });
+      return got;
+    };
+    const turn1 = prompts.map((p, i) => req(p, { maxTokens: 8, cacheKey: `k${i}` }));
+    const out1 = await check(turn1, 'turn 1');
+    // Turn 2 extends each history by the action and an observation; row 0's history is changed (a stale key), so
+    // its cache must not be used; row 8 has no key at all.
+    const turn2 = turn1.map((r, i) => {
+      const history = [...r.promptTokenIds, ...out1[i]!.tokenIds, ...tok.encode(`<|output|>${i * 7}<|/output|>`)];
+      if (i === 0) history[3] = tok.encode('z')[0]!;
+      return { ...r, promptTokenIds: history, maxTokens: 6, cacheKey: i === 8 ? undefined : r.cacheKey };
+    });
+    await check(turn2, 'turn 2');
+    const kept = (policy as unknown as { prefixes: Map<string, unknown> }).prefixes;
+    assert.equal(kept.size, 9, 'one cache per keyed conversation (k8 still holds its turn-1 cache)');
+    for (let i = 0; i < 9; i++) policy.forget(`k${i}`);
+    assert.equal(kept.size, 0);
+    model.dispose();
+  });
+
   for (const [nKvHead, positions, prevToken] of [[1, 'rope', true], [2, 'rope', false], [2, 'learned', true], [1, 'learned', false]] as const) it(`KV-cache decoders give the same greedy tokens and logprobs as the no-cache path, per row and batched (nKvHead ${nKvHead}, ${positions} positions, prevToken ${prevToken})`, async () => {
     const model = new GPT({ ...presetConfig('tiny', tok.vocabSize), nKvHead, positions, prevToken }, 11);
     const prompts = ['<|user|>2+2?<|end|><|assistant|>', 'a', '<|user|>a much longer prompt than the others<|end|>'];

@@ -3,7 +3,8 @@
  * state file maps every SFT model and arm to its run; running the same command again continues where it stopped.
  * At the end it writes docs/results/<preset>.md and the SVG plot next to it.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -39,10 +40,16 @@ export function register(program: Command): void {
         const state = await runExperiment({ store: ctx.store, manager: ctx.manager, stateFile, preset, overrides, seeds, onStage: (m) => process.stderr.write(`\n=== ${m}\n`) });
         view.stop();
         const command = `mathagent experiment ${preset} --seeds ${o.seeds}${o.set.map((s) => ` --set ${s}`).join('')} --backend ${o.backend}`;
-        const { markdown, svg } = experimentReport({ store: ctx.store, state, command, backend: backend === 'auto' ? 'auto (see run logs)' : backend,
+        // The backend the runs used in this process (auto resolves to one); a resumed experiment names this session's.
+        const used = tf.getBackend() ?? backend;
+        const { markdown, svg } = experimentReport({ store: ctx.store, state, command, backend: backend === 'auto' ? `${used} (auto)` : used,
           machine: `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}` });
         mkdirSync(o.out, { recursive: true });
-        writeFileSync(join(o.out, `${preset}.md`), markdown);
+        const mdFile = join(o.out, `${preset}.md`);
+        // A hand-written discussion (from a "## Discussion" heading on) survives regenerating the report.
+        const previous = existsSync(mdFile) ? readFileSync(mdFile, 'utf8') : '';
+        const at = previous.indexOf('\n## Discussion');
+        writeFileSync(mdFile, at >= 0 ? `${markdown.trimEnd()}\n${previous.slice(at)}` : markdown);
         writeFileSync(join(o.out, `${preset}.svg`), svg);
         process.stdout.write(markdown + `\nwrote ${join(o.out, `${preset}.md`)} and ${join(o.out, `${preset}.svg`)}\n`);
       } finally {

@@ -28,6 +28,11 @@ export interface GenerateRequest {
   topP: number;
   /** Per-request seed for reproducible sampling. */
   seed?: number;
+  /**
+   * Names the conversation (the rollout uses the trajectory id): a local policy keeps this request's key/value
+   * cache and reuses it when the next request with the same key extends the same tokens. Others ignore it.
+   */
+  cacheKey?: string;
 }
 
 export interface GenerateResult {
@@ -50,6 +55,8 @@ export interface Policy {
    * trajectories are in tool calls.
    */
   generateOne?(request: GenerateRequest): Promise<GenerateResult>;
+  /** Drop what is kept for `cacheKey` (the conversation ended). */
+  forget?(cacheKey: string): void;
   /** Release resources (tensors, connections). */
   dispose?(): void;
 }

@@ -130,6 +130,7 @@ export async function rollout(
     results[st.index] = t;
     active.delete(st);
     st.session.dispose();
+    policy.forget?.(st.item.id);
     hooks.onFinish?.(t);
   };
   const truncated = (reason: TruncationReason): Ending => ({ outcome: 'truncated', truncation: reason, extracted: null, reward: 0 });
@@ -256,6 +257,7 @@ export async function rollout(
         temperature: opts.temperature,
         topP: opts.topP,
         seed: requestSeed(opts.seed, st.item, st.turns.length),
+        cacheKey: st.item.id,
       }));
       if (policy.generateOne) {
         // Each turn on its own: a slow turn never holds back the others, and generation overlaps tool calls.
@@ -288,7 +290,7 @@ export async function rollout(
   } finally {
     settled = true;
     opts.signal?.removeEventListener('abort', onAbort);
-    for (const st of active) st.session.dispose();
+    for (const st of active) { st.session.dispose(); policy.forget?.(st.item.id); }
   }
 }
 

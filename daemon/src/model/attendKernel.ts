@@ -71,6 +71,17 @@ export class KVStore {
     }
   }
 
+  /** Read back key and value t of slab `slab` of a layer into dst[kAt..kAt+hd) and dst[vAt..vAt+hd) (inverse of put). */
+  get(layer: number, slab: number, t: number, dst: Float32Array, kAt: number, vAt: number): void {
+    const { hd, cap, heap } = this;
+    const kBase = this.base + 2 * layer * this.perLayer + slab * hd * cap + (t >> 2) * hd * 4 + (t & 3);
+    const vBase = this.base + (2 * layer + 1) * this.perLayer + (slab * cap + t) * hd;
+    for (let d = 0; d < hd; d++) {
+      dst[kAt + d] = heap[kBase + d * 4]!;
+      dst[vAt + d] = heap[vBase + d]!;
+    }
+  }
+
   /** Query input region: write B rows of qStride floats here before attend(). */
   get q(): Float32Array {
     return this.heap.subarray(this.qOff, this.qOff + this.qFloats);

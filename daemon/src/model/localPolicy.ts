@@ -8,7 +8,7 @@ import type { GenerateRequest, GenerateResult, Policy } from '../env/policy';
 import { mulberry32, type Rng } from '../data/rng';
 import type { GPT } from './gpt';
 import { ByteTokenizer, StreamDecoder } from './tokenizer';
-import { HostKVDecoder, NoCacheDecoder, TensorKVDecoder, type Decoder } from './sampler';
+import { HostKVDecoder, NoCacheDecoder, TensorKVDecoder, type Decoder, type KVSnapshot } from './sampler';
 import { isHostBackend } from './backends';
 import { yieldToEventLoop } from '../util/yieldLoop';
 
@@ -18,7 +18,12 @@ export interface LocalPolicyOptions {
   maxBatch?: number;
   /** 'auto': host decoder on wasm/cpu, tensor decoder elsewhere. */
   decoder?: 'auto' | 'host' | 'tensor';
+  /** Most conversations whose key/value cache is kept between calls (host decoder; 0 = none). Default 4 × maxBatch. */
+  prefixCache?: number;
 }
+
+/** A kept cache: the tokens it covers (a later prompt must start with them) and their keys and values. */
+interface CachedPrefix { ids: number[]; kv: KVSnapshot }
 
 export interface GenerateOptions {
   /** Re-run the whole sequence for every token (the reference path; slow). */
@@ -98,6 +103,13 @@ export class LocalPolicy implements Policy {
   readonly name: string;
   private readonly maxBatch: number;
   private readonly decoderKind: 'auto' | 'host' | 'tensor';
+  /**
+   * Prefix cache by GenerateRequest.cacheKey. Measured on the wasm backend (small preset, level-1 task): re-reading
+   * every turn's whole history was ~80% of a rollout's time; with the cache a later turn feeds only its new tokens.
+   * Oldest entries go first when it is full (the rollout forgets finished trajectories itself).
+   */
+  private readonly prefixes = new Map<string, CachedPrefix>();
+  private readonly prefixCap: number;
 
   /** The policy samples from `model` but does not own it: dispose the model yourself. */
   constructor(readonly model: GPT, readonly tokenizer: ByteTokenizer, opts: LocalPolicyOptions = {}) {
@@ -107,6 +119,29 @@ export class LocalPolicy implements Policy {
     this.name = opts.name ?? 'local';
     this.maxBatch = opts.maxBatch ?? 64;
     this.decoderKind = opts.decoder ?? 'auto';
+    this.prefixCap = opts.prefixCache ?? 4 * this.maxBatch;
+  }
+
+  forget(cacheKey: string): void {
+    this.prefixes.delete(cacheKey);
+  }
+
+  /** The kept cache of a request when its prompt extends the cached tokens (taken out: it is re-kept after the call). */
+  private takePrefix(r: GenerateRequest): KVSnapshot | null {
+    if (r.cacheKey === undefined) return null;
+    const c = this.prefixes.get(r.cacheKey);
+    if (!c) return null;
+    this.prefixes.delete(r.cacheKey);
+    const p = r.promptTokenIds;
+    if (c.ids.length >= p.length) return null;
+    for (let i = 0; i < c.ids.length; i++) if (c.ids[i] !== p[i]) return null;
+    return c.kv;
+  }
+
+  private keepPrefix(key: string, ids: number[], kv: KVSnapshot): void {
+    if (this.prefixCap <= 0) return;
+    while (this.prefixes.size >= this.prefixCap) this.prefixes.delete(this.prefixes.keys().next().value!);
+    this.prefixes.set(key, { ids, kv });
   }
 
   async generate(requests: GenerateRequest[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
@@ -152,8 +187,10 @@ export class LocalPolicy implements Policy {
     const tokens = new Int32Array(B).fill(this.tokenizer.padId);
     const scratch = new Float64Array(V);
     const decoder = this.makeDecoder(maxNew, !!opts.noCache);
+    const host = decoder instanceof HostKVDecoder ? decoder : null;
     try {
-      await decoder.start(reqs.map((r) => r.promptTokenIds));
+      if (host) await host.start(reqs.map((r) => r.promptTokenIds), reqs.map((r) => this.takePrefix(r)));
+      else await decoder.start(reqs.map((r) => r.promptTokenIds));
       const spec = { temperature: Float32Array.from(reqs, (r) => r.temperature), topP: Float32Array.from(reqs, (r) => r.topP), uniform: new Float32Array(B) };
       for (let step = 0; step < maxNew; step++) {
         await yieldToEventLoop();
@@ -185,6 +222,14 @@ export class LocalPolicy implements Policy {
         if (!active.some((a) => a)) break;
         await decoder.step(tokens, active);
       }
+      // Keep each conversation's cache for its next turn (the last sampled token was never fed: it is not in it).
+      if (host && this.prefixCap > 0) {
+        reqs.forEach((r, b) => {
+          if (r.cacheKey === undefined) return;
+          const kv = host.snapshot(b);
+          this.keepPrefix(r.cacheKey, [...r.promptTokenIds, ...ids[b]!].slice(0, kv.len), kv);
+        });
+      }
     } finally {
       decoder.dispose();
     }
@@ -197,6 +242,7 @@ export class LocalPolicy implements Policy {
   }
 
   dispose(): void {
-    // Decoders free their caches after every generate(); the model belongs to the caller.
+    // Decoders free their caches after every generate(); kept prefixes go here; the model belongs to the caller.
+    this.prefixes.clear();
   }
 }

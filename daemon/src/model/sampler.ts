@@ -294,6 +294,21 @@ function layerNormRows(x: Float32Array, g: Float32Array, b: Float32Array, out: F
   }
 }
 
+/**
+ * The keys and values of one row's first `len` tokens (all layers, all key/value heads), taken after a generate
+ * call so that the next turn of the same trajectory skips re-reading its history (LocalPolicy's prefix cache).
+ */
+export interface KVSnapshot {
+  len: number;
+  /** The last token in the cache (prevToken models add its embedding to the next input). */
+  prev: number;
+  /** [layer][head][t] → key (hd floats) then value (hd floats). */
+  data: Float32Array;
+}
+
+/** Batches of at least this many rows prefill by steps (see HostKVDecoder.start). */
+export const STEP_PREFILL_ROWS = 8;
+
 export class HostKVDecoder implements Decoder {
   private store: KVStore | null = null;
   /** Per row: tokens in the cache (prompt + generated); also the position of the next token. */
@@ -311,17 +326,20 @@ export class HostKVDecoder implements Decoder {
 
   constructor(private readonly model: GPT, private readonly padId: number, private readonly maxNew: number) {}
 
-  async start(prompts: number[][]): Promise<void> {
+  /**
+   * Prefill the prompts. A row with a snapshot (`resume[b]`, whose first `len` tokens must be the prompt's) starts
+   * from that snapshot and feeds only the rest of its prompt, one token per step: a multi-turn trajectory's next
+   * turn then costs its few new tokens (the last action token and the tool output) instead of its whole history.
+   */
+  async start(prompts: number[][], resume?: ReadonlyArray<KVSnapshot | null>): Promise<void> {
     const m = this.model;
-    const { nHead: H, nKvHead: Hkv, nEmbd: C, nLayer, blockSize } = m.config;
+    const { nHead: H, nKvHead: Hkv, nEmbd: C, nLayer, blockSize, vocabSize: V } = m.config;
     const hd = C / H;
     const Ckv = Hkv * hd;
     const W = C + 2 * Ckv;
     const B = (this.B = prompts.length);
     const P = Math.max(...prompts.map((p) => p.length));
     this.cap = Math.min(blockSize, P + this.maxNew);
-    this.len = Int32Array.from(prompts, (p) => p.length);
-    this.prev = Int32Array.from(prompts, (p) => p.at(-1)!);
     this.x = new Float32Array(B * C);
     this.lnBuf = new Float32Array(B * C);
     // Host copies of the small per-element parameters (embeddings, norms); weight matrices stay tensors.
@@ -333,24 +351,91 @@ export class HostKVDecoder implements Decoder {
     this.store = new KVStore(nLayer, B * Hkv, hd, this.cap, B * W, B * C);
     this.wteT?.dispose();
     this.wteT = tf.keep(tf.transpose(m.param('wte') as tf.Tensor as P2));
-    const ids = padRows(prompts, this.padId);
-    const lens = this.len;
-    this.logitsTensor = tf.tidy(() => {
-      const hidden = m.trunk(ids, {
-        onQkv: (i, qkv) => {
-          const src = hostView(qkv);
-          const store = this.store!;
-          for (let b = 0; b < B; b++) {
-            for (let t = 0; t < lens[b]!; t++) {
-              const s = (b * P + t) * W;
-              for (let j = 0; j < Hkv; j++) store.put(i, b * Hkv + j, t, src, s + C + j * hd, s + C + Ckv + j * hd);
+    // With a batch of rows, even a fresh prompt is fed token by token through step(): on the wasm backend that was
+    // measured 2.2× faster than the batched trunk prefill (64 prompts of ~100 tokens: 1.3 s against 2.9 s).
+    const empty: KVSnapshot = { len: 0, prev: 0, data: new Float32Array(0) };
+    const snap = prompts.map((p, b) => {
+      const r = resume?.[b] ?? (B >= STEP_PREFILL_ROWS ? empty : null);
+      return r && r.len < p.length ? r : null;
+    });
+    const fresh = prompts.flatMap((_, b) => (snap[b] ? [] : [b]));
+    this.len = Int32Array.from(prompts, (p, b) => snap[b]?.len ?? p.length);
+    this.prev = Int32Array.from(prompts, (p, b) => snap[b]?.prev ?? p.at(-1)!);
+    const logits = new Float32Array(B * V);
+    if (fresh.length) {
+      // Full prefill of the rows without a snapshot, as one padded batch.
+      const Pf = Math.max(...fresh.map((b) => prompts[b]!.length));
+      const ids = padRows(fresh.map((b) => prompts[b]!), this.padId);
+      const lens = fresh.map((b) => prompts[b]!.length);
+      const out = tf.tidy(() => {
+        const hidden = m.trunk(ids, {
+          onQkv: (i, qkv) => {
+            const src = hostView(qkv);
+            const store = this.store!;
+            fresh.forEach((b, f) => {
+              for (let t = 0; t < lens[f]!; t++) {
+                const s = (f * Pf + t) * W;
+                for (let j = 0; j < Hkv; j++) store.put(i, b * Hkv + j, t, src, s + C + j * hd, s + C + Ckv + j * hd);
+              }
+            });
+          },
+        });
+        return lastLogits(m, hidden, lens, Pf);
+      });
+      ids.dispose();
+      const view = hostView(out);
+      fresh.forEach((b, f) => logits.set(view.subarray(f * V, (f + 1) * V), b * V));
+      out.dispose();
+    }
+    const resumed = prompts.flatMap((_, b) => (snap[b] ? [b] : []));
+    if (resumed.length) {
+      const per = Hkv * 2 * hd;
+      for (const b of resumed) {
+        const r = snap[b]!;
+        for (let i = 0; i < nLayer; i++) {
+          for (let j = 0; j < Hkv; j++) {
+            for (let t = 0; t < r.len; t++) {
+              const at = (i * r.len + t) * per + j * 2 * hd;
+              this.store.put(i, b * Hkv + j, t, r.data, at, at + hd);
             }
           }
-        },
-      });
-      return lastLogits(m, hidden, Array.from(lens), P);
-    });
-    ids.dispose();
+        }
+      }
+      // Feed each resumed row the rest of its prompt; a row's logits are kept after its last token.
+      const rest = prompts.map((p, b) => (snap[b] ? p.slice(snap[b]!.len) : []));
+      const longest = Math.max(...rest.map((r) => r.length));
+      const tokens = new Int32Array(B).fill(this.padId);
+      const active = new Uint8Array(B);
+      for (let k = 0; k < longest; k++) {
+        for (let b = 0; b < B; b++) {
+          active[b] = k < rest[b]!.length ? 1 : 0;
+          if (active[b]) tokens[b] = rest[b]![k]!;
+        }
+        await this.step(tokens, active);
+        const view = hostView(this.logitsTensor!);
+        for (const b of resumed) if (k === rest[b]!.length - 1) logits.set(view.subarray(b * V, (b + 1) * V), b * V);
+      }
+    }
+    this.logitsTensor?.dispose();
+    this.logitsTensor = tf.tensor2d(logits, [B, V]);
+  }
+
+  /** Row b's cache (its first len tokens) for a later start(); see KVSnapshot. */
+  snapshot(b: number): KVSnapshot {
+    const { nEmbd: C, nHead: H, nKvHead: Hkv, nLayer } = this.model.config;
+    const hd = C / H;
+    const len = this.len[b]!;
+    const per = Hkv * 2 * hd;
+    const data = new Float32Array(nLayer * len * per);
+    for (let i = 0; i < nLayer; i++) {
+      for (let j = 0; j < Hkv; j++) {
+        for (let t = 0; t < len; t++) {
+          const at = (i * len + t) * per + j * 2 * hd;
+          this.store!.get(i, b * Hkv + j, t, data, at, at + hd);
+        }
+      }
+    }
+    return { len, prev: this.prev[b]!, data };
   }
 
   async logits(): Promise<Float32Array> {
