@@ -219,7 +219,53 @@ const sampleBench: Benchmark = {
   },
 };
 
-export const BENCHMARKS: Benchmark[] = [trainBench, sampleBench];
+/**
+ * Multi-turn rollouts as the pipeline runs them: B conversations of 3 turns (a ~110-token question, 40 new tokens
+ * per turn, a 12-token tool output between turns). "cached" is the default path (each conversation's keys and values
+ * kept between turns, prompts fed token by token); "full" re-reads the whole history with one batched prefill every
+ * turn, as before the prefix cache. Both in the same run, alternating.
+ */
+const rolloutBench: Benchmark = {
+  name: 'rollout',
+  description: 'multi-turn generation (64 conversations x 3 turns, --batch): per-conversation prefix cache vs full re-prefill each turn',
+  async run({ preset, steps, log, batch }) {
+    const B = batch ?? 64, turns = 3, perTurn = 40;
+    const tok = new ByteTokenizer(SPECIALS.map((s) => (s === '<|end|>' ? '<|stop|>' : s)));
+    const model = new GPT(presetConfig(preset, tok.vocabSize), 1);
+    const question = (i: number) => tok.encode(`<|user|>A shop sells ${100 + i} pens at ${7 + (i % 5)} each and ${200 + 3 * i} pencils at 2 each. After a discount of ${10 + (i % 4) * 5}% on the pens, how much does it all cost?<|stop|><|assistant|>`);
+    const conversation = async (policy: LocalPolicy, keyed: boolean, round: number) => {
+      const hist = Array.from({ length: B }, (_, i) => question(i));
+      let generated = 0;
+      for (let t = 0; t < turns; t++) {
+        const out = await policy.generate(hist.map((h, i) => ({
+          promptTokenIds: h, promptText: '', maxTokens: perTurn, stop: [], temperature: 1, topP: 1, seed: i * 10 + t,
+          ...(keyed ? { cacheKey: `r${round}c${i}` } : {}),
+        })));
+        out.forEach((o, i) => { hist[i] = [...hist[i]!, ...o.tokenIds, ...tok.encode(`<|output|>${1000 + i * 7}<|/output|>`)]; generated += o.tokenIds.length; });
+      }
+      for (let i = 0; i < B; i++) policy.forget(`r${round}c${i}`);
+      return generated;
+    };
+    const cached = new LocalPolicy(model, tok, { name: 'cached' });
+    const full = new LocalPolicy(model, tok, { name: 'full', prefixCache: 0, stepPrefillRows: Infinity });
+    const tps: Record<'cached' | 'full', number[]> = { cached: [], full: [] };
+    await conversation(cached, true, -1); // warm-up
+    for (let i = 0; i < Math.max(1, Math.min(steps, 3)); i++) {
+      for (const [name, policy, keyed] of [['cached', cached, true], ['full', full, false]] as const) {
+        const r = await timed(() => conversation(policy, keyed, i));
+        tps[name].push(r.value / (r.wallMs / 1000));
+        log(`bench rollout: ${name} ${tps[name].at(-1)!.toFixed(0)} new tokens/s (${(r.wallMs / 1000).toFixed(2)} s for ${B} conversations)`);
+      }
+    }
+    cached.dispose();
+    full.dispose();
+    model.dispose();
+    const c = median(tps.cached), f = median(tps.full);
+    return { preset, conversations: B, turns, newTokensPerTurn: perTurn, tokensPerSec: round(c, 0), fullPrefillTokensPerSec: round(f, 0), speedup: round(c / f, 2) };
+  },
+};
+
+export const BENCHMARKS: Benchmark[] = [trainBench, sampleBench, rolloutBench];
 
 /** Add a benchmark (e.g. `grade`, `ws`) to `mathagent bench`. */
 export function registerBenchmark(b: Benchmark): void {

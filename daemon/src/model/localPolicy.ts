@@ -20,6 +20,8 @@ export interface LocalPolicyOptions {
   decoder?: 'auto' | 'host' | 'tensor';
   /** Most conversations whose key/value cache is kept between calls (host decoder; 0 = none). Default 4 × maxBatch. */
   prefixCache?: number;
+  /** Host decoder: batches of at least this many rows prefill token by token (default STEP_PREFILL_ROWS; Infinity = never). */
+  stepPrefillRows?: number;
 }
 
 /** A kept cache: the tokens it covers (a later prompt must start with them) and their keys and values. */
@@ -110,6 +112,7 @@ export class LocalPolicy implements Policy {
    */
   private readonly prefixes = new Map<string, CachedPrefix>();
   private readonly prefixCap: number;
+  private readonly stepPrefillRows: number | undefined;
 
   /** The policy samples from `model` but does not own it: dispose the model yourself. */
   constructor(readonly model: GPT, readonly tokenizer: ByteTokenizer, opts: LocalPolicyOptions = {}) {
@@ -120,6 +123,7 @@ export class LocalPolicy implements Policy {
     this.maxBatch = opts.maxBatch ?? 64;
     this.decoderKind = opts.decoder ?? 'auto';
     this.prefixCap = opts.prefixCache ?? 4 * this.maxBatch;
+    this.stepPrefillRows = opts.stepPrefillRows;
   }
 
   forget(cacheKey: string): void {
@@ -168,7 +172,7 @@ export class LocalPolicy implements Policy {
     const pad = this.tokenizer.padId;
     if (noCache) return new NoCacheDecoder(this.model, pad);
     const host = this.decoderKind === 'host' || (this.decoderKind === 'auto' && isHostBackend());
-    return host ? new HostKVDecoder(this.model, pad, maxNew) : new TensorKVDecoder(this.model, pad, maxNew);
+    return host ? new HostKVDecoder(this.model, pad, maxNew, this.stepPrefillRows) : new TensorKVDecoder(this.model, pad, maxNew);
   }
 
   private async generateBatch(reqs: GenerateRequest[], opts: GenerateOptions): Promise<GenerateResult[]> {
