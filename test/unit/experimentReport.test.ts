@@ -63,3 +63,62 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('runExperiment: arms start from their seed\'s SFT checkpoint without re-evaluating it; a second call resumes, skips finished runs, and banks wall time', async () => {
+  const { mkdtempSync, rmSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openStore } = await import('../../daemon/src/store');
+  const { runExperiment } = await import('../../daemon/src/pipeline/experiment');
+  const { RunConfig } = await import('@mathagent/shared');
+  const dir = mkdtempSync(join(tmpdir(), 'experiment-'));
+  const store = openStore(join(dir, 'runs.db'));
+  const started: Array<Record<string, any>> = [];
+  let failNext = false;
+  let pending: string | null = null;
+  // A run manager that "runs" by writing the rows a finished run leaves (and can fail one run, as a crash would).
+  const manager = {
+    async start({ config }: { config: Record<string, unknown> }) {
+      started.push(config);
+      const run = store.createRun({ config: RunConfig.parse(config) });
+      pending = run.id;
+      return { runId: run.id };
+    },
+    async resume(runId: string) { pending = runId; return true; },
+    async idle() {
+      const id = pending!;
+      if (failNext) { failNext = false; store.updateRun(id, { state: 'failed', error: 'killed' }); return; }
+      store.addCheckpoint({ runId: id, iteration: 0, path: `/ck/${id}`, metrics: {} });
+      store.updateRun(id, { state: 'finished' });
+    },
+  };
+  const stateFile = join(dir, 'exp.json');
+  const go = () => runExperiment({ store, manager: manager as never, stateFile, preset: 'paper-mini', overrides: { iterations: 1 }, seeds: [1, 2] });
+  try {
+    failNext = false;
+    // Fail the third run (the first arm of seed 1): the experiment stops with a message that says how to resume.
+    let calls = 0;
+    const origStart = manager.start;
+    manager.start = async (p) => { if (++calls === 2) failNext = true; return origStart(p); };
+    await assert.rejects(go(), /re-run the same command to resume/);
+    const firstState = JSON.parse(readFileSync(stateFile, 'utf8'));
+    assert.ok(firstState.wallSeconds >= 0 && Object.keys(firstState.runs).length === 2);
+    manager.start = origStart;
+    const s = await go();
+    // SFT and M-DPO on both seeds, the other four arms on seed 1: 2 + 2 + 4 runs, the failed one resumed in place.
+    assert.equal(Object.keys(s.runs).length, 8);
+    assert.equal(started.length, 8, 'the failed run was resumed, not started again');
+    const arm = started.find((c) => c.name === 'paper-mini mdpo s2')!;
+    assert.equal(arm.model.init, `/ck/${s.runs['sft/2']}`);
+    assert.equal(arm.eval.initial, false);
+    assert.equal(arm.sft.enabled, false);
+    assert.equal(started.find((c) => c.name === 'paper-mini mdpo_sftref s1')!.train.reference, 'sft');
+    // A third call finds everything finished and starts nothing.
+    await go();
+    assert.equal(started.length, 8);
+    await assert.rejects(runExperiment({ store, manager: manager as never, stateFile, preset: 'paper-mini', overrides: {}, seeds: [1] }), /belongs to a different experiment/);
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

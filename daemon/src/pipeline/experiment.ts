@@ -82,12 +82,15 @@ export async function runExperiment(opts: {
   const base = PRESETS[opts.preset];
   if (!base) throw new Error(`unknown preset ${opts.preset}`);
   const state = loadState(opts.stateFile, opts.preset, opts.overrides);
-  const started = Date.now();
+  // Wall time is banked after every run, so an interrupted experiment still reports the time it took in all.
+  let mark = Date.now();
+  const bank = () => { const t = Date.now(); state.wallSeconds += (t - mark) / 1000; mark = t; save(opts.stateFile, state); };
   const plan = planFor(opts.seeds);
   const common = deepMerge(base as Record<string, unknown>, opts.overrides);
   for (const seed of plan.seeds) {
     opts.onStage?.(`SFT, seed ${seed}`);
     const sftId = await ensureRun(opts.store, opts.manager, state, opts.stateFile, `sft/${seed}`, deepMerge(common, { name: `${opts.preset} SFT s${seed}`, seed, iterations: 0 }));
+    bank();
     const sftCkpt = opts.store.listCheckpoints(sftId).find((c) => c.iteration === 0);
     if (!sftCkpt) throw new Error(`SFT run ${sftId} has no iteration-0 checkpoint`);
     for (const arm of ARMS) {
@@ -100,9 +103,9 @@ export async function runExperiment(opts: {
         eval: { initial: false },
       });
       await ensureRun(opts.store, opts.manager, state, opts.stateFile, `${arm.key}/${seed}`, cfg as Record<string, unknown>);
+      bank();
     }
   }
-  state.wallSeconds += (Date.now() - started) / 1000;
-  save(opts.stateFile, state);
+  bank();
   return state;
 }
