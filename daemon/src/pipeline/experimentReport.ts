@@ -5,6 +5,7 @@
  */
 import type { Store } from '../store';
 import { ARMS, type ExperimentState } from './experiment';
+import { runProblems } from './execute';
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : (100 * x).toFixed(1));
 
@@ -124,6 +125,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       return ev.length && ev[ev.length - 1]!.iteration > 0 ? [ev[ev.length - 1]!.pass1] : [];
     }));
   }
+  const families = familyTable(store, state, seeds[0]);
   const svg = svgPlot(series, { title: `${state.preset}: held-out greedy pass@1 per iteration` });
   const markdown = [
     `# ${state.preset}: the paper's findings in miniature`,
@@ -138,6 +140,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     ...rows,
     '',
     ...(acrossSeeds.length > 2 ? ['## Across seeds (greedy pass@1 %, final iteration)', '', ...acrossSeeds, ''] : []),
+    ...(families.length ? ['## Greedy pass@1 (%) per problem family (final iteration, first seed)', '', ...families, ''] : []),
     '## Paired comparisons on the same held-out problems (final iteration, first seed)',
     '',
     ...paired,
@@ -146,4 +149,33 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     '',
   ].join('\n');
   return { markdown, svg };
+}
+
+/**
+ * Synthetic task: greedy pass@1 per problem family for the SFT model and each method's final iteration (first
+ * seed). The families hold the designed mistakes (sft.flawFamilies), so this shows what each method fixed.
+ */
+function familyTable(store: Store, state: ExperimentState, seed: number | undefined): string[] {
+  const sftRun = seed === undefined ? undefined : state.runs[`sft/${seed}`];
+  const cfg = sftRun ? store.getRun(sftRun)?.config : undefined;
+  if (!cfg || cfg.data.dataset !== 'synthetic') return [];
+  const familyOf = new Map(runProblems(cfg, cfg.eval.split, cfg.data.evalPrompts).map((p) => [p.id, String(p.meta?.family ?? '')]));
+  const names = [...new Set(familyOf.values())].sort();
+  const flawed = new Set<string>(cfg.sft.flawFamilies ?? []);
+  const row = (label: string, problems: ReadonlyArray<{ promptId: string; correct: boolean }> | undefined) => {
+    if (!problems) return null;
+    const cells = names.map((f) => {
+      const mine = problems.filter((p) => familyOf.get(p.promptId) === f);
+      return mine.length ? pct(mine.filter((p) => p.correct).length / mine.length) : '–';
+    });
+    return cells.every((c) => c === '–') ? null : `| ${label} | ${cells.join(' | ')} |`;
+  };
+  const rows = [row('SFT', store.listEvals(sftRun!).find((e) => e.iteration === 0)?.problems)];
+  for (const arm of ARMS) {
+    const ev = state.runs[`${arm.key}/${seed}`] ? store.listEvals(state.runs[`${arm.key}/${seed}`]!).sort((a, b) => a.iteration - b.iteration) : [];
+    rows.push(row(arm.label, ev.at(-1)?.problems));
+  }
+  const body = rows.filter((r): r is string => r !== null);
+  if (!body.length) return [];
+  return [`| method | ${names.map((f) => (flawed.has(f) ? `${f} (flawed demos)` : f)).join(' | ')} |`, '|' + ' --- |'.repeat(names.length + 1), ...body];
 }
