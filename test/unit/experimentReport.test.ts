@@ -122,3 +122,35 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the report breaks the final evaluations down by problem family and marks the flawed ones', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openStore } = await import('../../daemon/src/store');
+  const { experimentReport } = await import('../../daemon/src/pipeline/experimentReport');
+  const { runProblems } = await import('../../daemon/src/pipeline/execute');
+  const { RunConfig } = await import('@mathagent/shared');
+  const dir = mkdtempSync(join(tmpdir(), 'report-fam-'));
+  const store = openStore(join(dir, 'runs.db'));
+  try {
+    const cfg = RunConfig.parse({ iterations: 0, data: { evalPrompts: 12, heldOut: 'same' }, sft: { flawFamilies: ['discount'] } });
+    const problems = runProblems(cfg, 'eval', 12);
+    const sft = store.createRun({ config: cfg }).id;
+    const mdpo = store.createRun({ config: RunConfig.parse({ ...cfg, iterations: 1 }) }).id;
+    // SFT gets every discount problem wrong and the rest right; M-DPO gets everything right.
+    const ev = (runId: string, iteration: number, right: (family: string) => boolean) => store.insertEval({
+      runId, iteration, pass1: 0, passK: null, k: 1, n: 12, ci95: [0, 1], meanTurns: 2, toolErrorRate: 0,
+      problems: problems.map((p) => ({ promptId: p.id, correct: right(String(p.meta!.family)), correctK: null, trajectoryId: p.id })),
+    });
+    ev(sft, 0, (f) => f !== 'discount');
+    ev(mdpo, 1, () => true);
+    const { markdown } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs: { 'sft/1': sft, 'mdpo/1': mdpo }, startedAt: 'x', wallSeconds: 1 }, command: 'c', backend: 'wasm', machine: 'm' });
+    assert.match(markdown, /\| method \| budget \| discount \(flawed demos\) \| production \| sharing \| shopping \| units \|/);
+    assert.match(markdown, /\| SFT \| 100\.0 \| 0\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+  } finally {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
