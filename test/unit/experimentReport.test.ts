@@ -147,8 +147,8 @@ test('the report breaks the final evaluations down by problem family and marks t
     ev(mdpo, 1, () => true);
     const { markdown } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs: { 'sft/1': sft, 'mdpo/1': mdpo }, startedAt: 'x', wallSeconds: 1 }, command: 'c', backend: 'wasm', machine: 'm' });
     assert.match(markdown, /\| method \| budget \| discount \(flawed demos\) \| production \| sharing \| shopping \| units \|/);
-    assert.match(markdown, /\| SFT \| 100\.0 \| 0\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
-    assert.match(markdown, /\| M-DPO \(ref = previous\) \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+    assert.match(markdown, /\| SFT \(seed 1\) \| 100\.0 \| 0\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \(seed 1\) \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
   } finally {
     store.close();
     rmSync(dir, { recursive: true, force: true });

@@ -125,7 +125,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       return ev.length && ev[ev.length - 1]!.iteration > 0 ? [ev[ev.length - 1]!.pass1] : [];
     }));
   }
-  const families = familyTable(store, state, seeds[0]);
+  const families = familyTable(store, state, seeds);
   const svg = svgPlot(series, { title: `${state.preset}: held-out greedy pass@1 per iteration` });
   const markdown = [
     `# ${state.preset}: the paper's findings in miniature`,
@@ -140,7 +140,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     ...rows,
     '',
     ...(acrossSeeds.length > 2 ? ['## Across seeds (greedy pass@1 %, final iteration)', '', ...acrossSeeds, ''] : []),
-    ...(families.length ? ['## Greedy pass@1 (%) per problem family (final iteration, first seed)', '', ...families, ''] : []),
+    ...(families.length ? ['## Greedy pass@1 (%) per problem family (final iteration)', '', ...families, ''] : []),
     '## Paired comparisons on the same held-out problems (final iteration, first seed)',
     '',
     ...paired,
@@ -152,14 +152,21 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
 }
 
 /**
- * Synthetic task: greedy pass@1 per problem family for the SFT model and each method's final iteration (first
- * seed). The families hold the designed mistakes (sft.flawFamilies), so this shows what each method fixed.
+ * Synthetic task: greedy pass@1 per problem family for the SFT model and each method's final iteration (every seed
+ * a method ran on). The families hold the designed mistakes (sft.flawFamilies), so this shows what each method
+ * fixed — and, across seeds, how much each SFT model had left to fix.
  */
-function familyTable(store: Store, state: ExperimentState, seed: number | undefined): string[] {
-  const sftRun = seed === undefined ? undefined : state.runs[`sft/${seed}`];
+function familyTable(store: Store, state: ExperimentState, seeds: number[]): string[] {
+  const sftRun = seeds.length ? state.runs[`sft/${seeds[0]}`] : undefined;
   const cfg = sftRun ? store.getRun(sftRun)?.config : undefined;
   if (!cfg || cfg.data.dataset !== 'synthetic') return [];
-  const familyOf = new Map(runProblems(cfg, cfg.eval.split, cfg.data.evalPrompts).map((p) => [p.id, String(p.meta?.family ?? '')]));
+  // Each seed draws its own held-out problems (same distribution): map every seed's problem ids to families.
+  const familyOf = new Map<string, string>();
+  for (const seed of seeds) {
+    const run = state.runs[`sft/${seed}`];
+    const c = run ? store.getRun(run)?.config : undefined;
+    if (c) for (const p of runProblems(c, c.eval.split, c.data.evalPrompts)) familyOf.set(p.id, String(p.meta?.family ?? ''));
+  }
   const names = [...new Set(familyOf.values())].sort();
   const flawed = new Set<string>(cfg.sft.flawFamilies ?? []);
   const row = (label: string, problems: ReadonlyArray<{ promptId: string; correct: boolean }> | undefined) => {
@@ -170,10 +177,12 @@ function familyTable(store: Store, state: ExperimentState, seed: number | undefi
     });
     return cells.every((c) => c === '–') ? null : `| ${label} | ${cells.join(' | ')} |`;
   };
-  const rows = [row('SFT', store.listEvals(sftRun!).find((e) => e.iteration === 0)?.problems)];
-  for (const arm of ARMS) {
-    const ev = state.runs[`${arm.key}/${seed}`] ? store.listEvals(state.runs[`${arm.key}/${seed}`]!).sort((a, b) => a.iteration - b.iteration) : [];
-    rows.push(row(arm.label, ev.at(-1)?.problems));
+  const finalOf = (runId: string | undefined) => (runId ? store.listEvals(runId).sort((a, b) => a.iteration - b.iteration).at(-1)?.problems : undefined);
+  const rows: Array<string | null> = [];
+  for (const seed of seeds) {
+    const sft = state.runs[`sft/${seed}`];
+    rows.push(row(`SFT (seed ${seed})`, sft ? store.listEvals(sft).find((e) => e.iteration === 0)?.problems : undefined));
+    for (const arm of ARMS) rows.push(row(`${arm.label} (seed ${seed})`, finalOf(state.runs[`${arm.key}/${seed}`])));
   }
   const body = rows.filter((r): r is string => r !== null);
   if (!body.length) return [];
