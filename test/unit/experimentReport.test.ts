@@ -57,7 +57,10 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     assert.match(markdown, /\| M-DPO \(ref = previous\), final \| 2 \| 75\.0 \| 7\.1 \| 70\.0–80\.0 \|/);
     assert.match(markdown, /\| M-DPO \(ref = previous\) \| RAFT \| 2 \| 0 \|/);
     assert.match(markdown, /\| M-DPO \(ref = previous\), final \| SFT \| 3 \| 0 \| 0\.25 \|/);
-    assert.equal((svg.match(/<polyline/g) ?? []).length, 2);
+    // M-DPO's first-seed curve and its mean over two seeds, and RAFT's one seed.
+    assert.equal((svg.match(/<polyline/g) ?? []).length, 3);
+    assert.match(svg, />M-DPO \(ref = previous\) \(seed 1\)</);
+    assert.match(svg, />M-DPO \(ref = previous\) \(mean of 2\)</);
   } finally {
     store.close();
     rmSync(dir, { recursive: true, force: true });

@@ -90,8 +90,12 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       if (final && s === seeds[0]) finalOutcomes.set(arm.key, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }
     if (perSeed.length) {
-      const mean = [0, ...its].map((t) => perSeed.map((c) => c[t]!).filter((x) => !Number.isNaN(x)));
-      series.push({ label: arm.label + (perSeed.length > 1 ? ` (mean of ${perSeed.length})` : ''), points: mean.flatMap((xs, t) => (xs.length ? [[t, xs.reduce((a, b) => a + b, 0) / xs.length] as [number, number]] : [])) });
+      // Every method's first-seed curve (they share one SFT model, so they are comparable), plus the mean where a
+      // method ran on several seeds.
+      const pointsOf = (curves: number[][]) => [0, ...its].map((t) => curves.map((c) => c[t]!).filter((x) => !Number.isNaN(x)))
+        .flatMap((xs, t) => (xs.length ? [[t, xs.reduce((a, b) => a + b, 0) / xs.length] as [number, number]] : []));
+      series.push({ label: arm.label + (perSeed.length > 1 ? ` (seed ${seeds[0]})` : ''), points: pointsOf(perSeed.slice(0, 1)) });
+      if (perSeed.length > 1) series.push({ label: `${arm.label} (mean of ${perSeed.length})`, points: pointsOf(perSeed) });
     }
   }
   const paired: string[] = ['| A | B | A right, B wrong | A wrong, B right | McNemar p |', '| --- | --- | --- | --- | --- |'];
