@@ -125,8 +125,8 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
   spread('SFT', sftEvals.flatMap((e) => (e ? [e.pass1] : [])));
   for (const arm of ARMS) {
     spread(`${arm.label}, final`, seeds.flatMap((s) => {
-      const ev = evalsOf(state.runs[`${arm.key}/${s}`]).sort((a, b) => a.iteration - b.iteration);
-      return ev.length && ev[ev.length - 1]!.iteration > 0 ? [ev[ev.length - 1]!.pass1] : [];
+      const last = finalEval(store, state.runs[`${arm.key}/${s}`]);
+      return last && last.iteration > 0 ? [last.pass1] : [];
     }));
   }
   const families = familyTable(store, state, seeds);
@@ -181,14 +181,18 @@ function familyTable(store: Store, state: ExperimentState, seeds: number[]): str
     });
     return cells.every((c) => c === '–') ? null : `| ${label} | ${cells.join(' | ')} |`;
   };
-  const finalOf = (runId: string | undefined) => (runId ? store.listEvals(runId).sort((a, b) => a.iteration - b.iteration).at(-1)?.problems : undefined);
   const rows: Array<string | null> = [];
   for (const seed of seeds) {
     const sft = state.runs[`sft/${seed}`];
     rows.push(row(`SFT (seed ${seed})`, sft ? store.listEvals(sft).find((e) => e.iteration === 0)?.problems : undefined));
-    for (const arm of ARMS) rows.push(row(`${arm.label} (seed ${seed})`, finalOf(state.runs[`${arm.key}/${seed}`])));
+    for (const arm of ARMS) rows.push(row(`${arm.label} (seed ${seed})`, finalEval(store, state.runs[`${arm.key}/${seed}`])?.problems));
   }
   const body = rows.filter((r): r is string => r !== null);
   if (!body.length) return [];
   return [`| method | ${names.map((f) => (flawed.has(f) ? `${f} (flawed demos)` : f)).join(' | ')} |`, '|' + ' --- |'.repeat(names.length + 1), ...body];
+}
+
+/** A run's evaluation of its latest iteration (undefined for a missing run or one not yet evaluated). */
+function finalEval(store: Store, runId: string | undefined) {
+  return runId ? store.listEvals(runId).sort((a, b) => a.iteration - b.iteration).at(-1) : undefined;
 }
