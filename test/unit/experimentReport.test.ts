@@ -12,10 +12,11 @@ test('exact McNemar p-values match the binomial tail by hand', () => {
   assert.equal(mcnemarExact(5, 5), 1);
 });
 
-test('the plan runs SFT and M-DPO on every seed, the other arms on the first', () => {
+test('the plan runs SFT, M-DPO and RAFT on every seed, the other arms on the first', () => {
   const p = planFor([1, 2, 3]);
   assert.deepEqual(p.armSeeds.mdpo, [1, 2, 3]);
-  for (const a of ARMS.filter((x) => x.key !== 'mdpo')) assert.deepEqual(p.armSeeds[a.key], [1]);
+  assert.deepEqual(p.armSeeds.raft, [1, 2, 3]);
+  for (const a of ARMS.filter((x) => x.key !== 'mdpo' && x.key !== 'raft')) assert.deepEqual(p.armSeeds[a.key], [1]);
   assert.deepEqual(ARMS.map((a) => a.key), ['mdpo', 'mdpo_sftref', 'dpo_unmasked', 'mkto', 'raft']);
 });
 
@@ -108,9 +109,9 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     assert.ok(firstState.wallSeconds >= 0 && Object.keys(firstState.runs).length === 2);
     manager.start = origStart;
     const s = await go();
-    // SFT and M-DPO on both seeds, the other four arms on seed 1: 2 + 2 + 4 runs, the failed one resumed in place.
-    assert.equal(Object.keys(s.runs).length, 8);
-    assert.equal(started.length, 8, 'the failed run was resumed, not started again');
+    // SFT, M-DPO and RAFT on both seeds, the other three arms on seed 1: 2 + 2 + 2 + 3 runs, the failed one resumed in place.
+    assert.equal(Object.keys(s.runs).length, 9);
+    assert.equal(started.length, 9, 'the failed run was resumed, not started again');
     const arm = started.find((c) => c.name === 'paper-mini mdpo s2')!;
     assert.equal(arm.model.init, `/ck/${s.runs['sft/2']}`);
     assert.equal(arm.eval.initial, false);
@@ -118,7 +119,7 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     assert.equal(started.find((c) => c.name === 'paper-mini mdpo_sftref s1')!.train.reference, 'sft');
     // A third call finds everything finished and starts nothing.
     await go();
-    assert.equal(started.length, 8);
+    assert.equal(started.length, 9);
     await assert.rejects(runExperiment({ store, manager: manager as never, stateFile, preset: 'paper-mini', overrides: {}, seeds: [1] }), /belongs to a different experiment/);
   } finally {
     store.close();
@@ -156,4 +157,32 @@ test('the report breaks the final evaluations down by problem family and marks t
     store.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('runTasks: never more than `slots` at once, each task after the ones it waits for, a failure starts nothing new and is rethrown', async () => {
+  const { runTasks } = await import('../../daemon/src/pipeline/experiment');
+  const tick = () => new Promise((r) => setTimeout(r, 5));
+  const tasks = ['a', 'b', 'c'].flatMap((s) => [{ key: `sft/${s}`, after: [], config: () => ({}) }, { key: `x/${s}`, after: [`sft/${s}`], config: () => ({}) }, { key: `y/${s}`, after: [`sft/${s}`], config: () => ({}) }]);
+  const order: string[] = [];
+  let running = 0; let peak = 0;
+  await runTasks(tasks, 2, async (t) => {
+    for (const k of t.after) assert.ok(order.includes(`done ${k}`), `${t.key} started before ${k} finished`);
+    running++; peak = Math.max(peak, running); order.push(`start ${t.key}`);
+    await tick(); await tick();
+    running--; order.push(`done ${t.key}`);
+  });
+  assert.equal(peak, 2);
+  assert.equal(order.filter((o) => o.startsWith('done')).length, 9);
+  // The first two ready tasks in list order start first: both SFT models (nothing else is ready yet).
+  assert.deepEqual(order.slice(0, 2), ['start sft/a', 'start sft/b']);
+
+  const ran: string[] = [];
+  await assert.rejects(runTasks(tasks, 2, async (t) => {
+    ran.push(t.key);
+    await tick();
+    if (t.key === 'sft/a') throw new Error('boom');
+  }), /boom/);
+  // sft/b was already running and finished; nothing that waits for sft/a ran, and nothing new started after the failure.
+  assert.deepEqual(ran, ['sft/a', 'sft/b']);
+  await assert.rejects(runTasks([{ key: 'z', after: ['missing'], config: () => ({}) }], 1, async () => {}), /not in the plan: z/);
 });

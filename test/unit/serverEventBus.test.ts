@@ -52,6 +52,32 @@ test('bus assigns increasing seq, fans out, persists once per tick, continues af
   }
 });
 
+test('two processes writing events to one database (parallel experiment runs): none is lost, seq stays unique and in each writer\'s order', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mathagent-bus2-'));
+  try {
+    const path = join(dir, 'b.db');
+    // Two connections stand for two processes: each bus starts from the same last seq.
+    const sa = openStore(path); const sb = openStore(path);
+    const errors: string[] = [];
+    const a = new EventBus(sa, { onError: (m) => errors.push(m) }); const b = new EventBus(sb, { onError: (m) => errors.push(m) });
+    for (let i = 0; i < 3; i++) {
+      a.emit({ type: 'log', runId: 'a', level: 'info', message: `a${i}` });
+      b.emit({ type: 'log', runId: 'b', level: 'info', message: `b${i}` });
+      await tick();
+    }
+    a.close(); b.close();
+    assert.deepEqual(errors, []);
+    const stored = sa.eventsAfter(0) as Array<Extract<DaemonEvent, { type: 'log' }>>;
+    assert.equal(stored.length, 6);
+    assert.deepEqual(stored.map((e) => e.seq), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(stored.filter((e) => e.runId === 'a').map((e) => e.message), ['a0', 'a1', 'a2']);
+    assert.deepEqual(stored.filter((e) => e.runId === 'b').map((e) => e.message), ['b0', 'b1', 'b2']);
+    sa.close(); sb.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bus: a throwing subscriber or a failing store never reaches the emitter; maxPending flushes synchronously', () => {
   const store = openStore(':memory:');
   const errors: string[] = [];
@@ -66,8 +92,14 @@ test('bus: a throwing subscriber or a failing store never reaches the emitter; m
   assert.equal(store.lastSeq(), 3, 'third pending event triggers a synchronous flush');
   assert.equal(got, 3);
   assert.equal(errors.filter((m) => /subscriber failed/.test(m)).length, 3);
+  // Another writer took seq 4: 'd' is stored after it, and the bus continues above it.
   store.appendEvent({ seq: 4, runId: 'r', time: 't', type: 'log', level: 'info', message: 'squatter' });
-  assert.doesNotThrow(() => { bus.emit({ type: 'log', runId: 'r', level: 'info', message: 'd' }); bus.flush(); });
+  bus.emit({ type: 'log', runId: 'r', level: 'info', message: 'd' }); bus.flush();
+  assert.equal(store.lastSeq(), 5);
+  assert.equal(bus.emit({ type: 'log', runId: 'r', level: 'info', message: 'e' }).seq, 6);
+  bus.flush();
+  store.appendEvents = () => { throw new Error('disk I/O error'); };
+  assert.doesNotThrow(() => { bus.emit({ type: 'log', runId: 'r', level: 'info', message: 'f' }); bus.flush(); });
   assert.ok(errors.some((m) => /could not store 1 event/.test(m)));
   bus.close();
   store.close();

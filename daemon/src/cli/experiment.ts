@@ -12,7 +12,9 @@ import { BackendName } from '@mathagent/shared';
 import { openContext } from './context';
 import { ProgressView } from './progress';
 import { parseSets } from './run';
-import { runExperiment } from '../pipeline/experiment';
+import { runExperiment, type RunLauncher } from '../pipeline/experiment';
+import { childLauncher } from './experimentJobs';
+import { initBackend } from '../model/backends';
 import { experimentReport } from '../pipeline/experimentReport';
 
 export function register(program: Command): void {
@@ -25,21 +27,32 @@ export function register(program: Command): void {
     .option('--db <path>', 'SQLite database')
     .option('--state <file>', 'experiment state file (default: next to the database)')
     .option('--out <dir>', 'where the report goes', 'docs/results')
-    .action(async (preset: string, o: { seeds: string; set: string[]; backend: string; db?: string; state?: string; out: string }) => {
+    .option('-j, --jobs <n>', 'runs at once, each in its own process (a wasm run keeps one core busy); default: one per core (at most 4) on the CPU backends, 1 on a GPU')
+    .action(async (preset: string, o: { seeds: string; set: string[]; backend: string; db?: string; state?: string; out: string; jobs?: string }) => {
+      if (o.jobs !== undefined && !(Number.isInteger(Number(o.jobs)) && Number(o.jobs) >= 1)) throw new Error(`--jobs must be a whole number ≥ 1, got "${o.jobs}"`);
       const seeds = o.seeds.split(',').map((s) => Number.parseInt(s.trim(), 10));
       if (!seeds.length || seeds.some((s) => !Number.isInteger(s))) throw new Error(`--seeds must be comma-separated integers, got "${o.seeds}"`);
       const backend = BackendName.parse(o.backend);
       const overrides = { ...parseSets(o.set), backend };
       const ctx = openContext({ db: o.db, backend, log: (l) => process.stderr.write(`· ${l}\n`) });
+      // The CPU backends run a process's kernels on one core, so the default runs one job per core there; a GPU is
+      // shared by every process on it, so it gets one. `auto` is resolved here the way each run will resolve it.
+      const resolved = backend === 'auto' && (o.jobs === undefined || Number(o.jobs) > 1) ? (await initBackend('auto', { log: (l) => process.stderr.write(`· ${l}\n`) })).name : backend;
+      const jobs = o.jobs !== undefined ? Number(o.jobs) : defaultJobs(resolved);
       const view = new ProgressView(process.stderr);
       const unsub = ctx.bus.subscribe((e) => view.handle(e));
       const stateFile = resolve(o.state ?? join(dirname(ctx.dbPath), 'experiments', `${preset}.json`));
+      // With jobs > 1 the runs execute in child processes: Ctrl-C reaches them through the terminal's process group,
+      // each stops its run at the next safe point, and the same command resumes them.
+      const launcher: RunLauncher | undefined = jobs > 1 ? childLauncher({ manager: ctx.manager, dbPath: ctx.dbPath, backend, slots: jobs, logDir: join(dirname(stateFile), `${preset}-logs`), out: process.stderr }) : undefined;
       const onSigint = () => { process.stderr.write('\nstopping; run the same command again to resume\n'); void ctx.manager.shutdown(); };
       process.on('SIGINT', onSigint);
       try {
-        const state = await runExperiment({ store: ctx.store, manager: ctx.manager, stateFile, preset, overrides, seeds, onStage: (m) => process.stderr.write(`\n=== ${m}\n`) });
+        if (launcher) process.stderr.write(`${jobs} runs at once, each in its own process; their progress goes to ${join(dirname(stateFile), `${preset}-logs`)}/\n`);
+        const state = await runExperiment({ store: ctx.store, manager: ctx.manager, launcher, stateFile, preset, overrides, seeds,
+          onStage: (m) => process.stderr.write(launcher ? `▶ ${m}\n` : `\n=== ${m}\n`) });
         view.stop();
-        const command = `mathagent experiment ${preset} --seeds ${o.seeds}${o.set.map((s) => ` --set ${s}`).join('')} --backend ${o.backend}`;
+        const command = `mathagent experiment ${preset} --seeds ${o.seeds}${o.set.map((s) => ` --set ${s}`).join('')} --backend ${o.backend} --jobs ${jobs}`;
         // The backend the runs used in this process (auto resolves to one); a resumed experiment names this session's.
         const used = tf.getBackend() ?? backend;
         const { markdown, svg } = experimentReport({ store: ctx.store, state, command, backend: backend === 'auto' ? `${used} (auto)` : used,
@@ -58,4 +71,9 @@ export function register(program: Command): void {
         await ctx.close();
       }
     });
+}
+
+/** One run per core on wasm/cpu (a run keeps one core busy), at most 4 (more would share the memory bandwidth); 1 on a GPU. */
+export function defaultJobs(backend: string): number {
+  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, Math.min(4, cpus().length)) : 1;
 }

@@ -33,9 +33,13 @@ export interface ExperimentState {
 
 export interface ExperimentPlan { seeds: number[]; armSeeds: Record<string, number[]> }
 
-/** SFT and M-DPO on every seed (≥ 3 for their confidence), the other arms on the first seed. */
+/**
+ * SFT, M-DPO and RAFT on every seed (≥ 3 for their confidence, and so that the M-DPO-vs-RAFT comparison is not
+ * decided by one seed's SFT model); the other arms on the first seed.
+ */
+export const EVERY_SEED = new Set(['mdpo', 'raft']);
 export function planFor(seeds: number[]): ExperimentPlan {
-  return { seeds, armSeeds: Object.fromEntries(ARMS.map((a) => [a.key, a.key === 'mdpo' ? seeds : seeds.slice(0, 1)])) };
+  return { seeds, armSeeds: Object.fromEntries(ARMS.map((a) => [a.key, EVERY_SEED.has(a.key) ? seeds : seeds.slice(0, 1)])) };
 }
 
 function loadState(file: string, preset: string, overrides: Record<string, unknown>): ExperimentState {
@@ -54,19 +58,58 @@ function save(file: string, s: ExperimentState): void {
   writeFileSync(file, JSON.stringify(s, null, 2));
 }
 
-/** Start (or resume) one run and wait for it; returns its id. */
-async function ensureRun(store: Store, manager: RunManager, state: ExperimentState, file: string, key: string, config: Record<string, unknown>): Promise<string> {
-  const existing = state.runs[key];
-  if (existing) {
-    const run = store.getRunSummary(existing);
-    if (run?.state === 'finished') return existing;
-    if (run) { await manager.resume(existing); await manager.idle(); return check(store, existing, key); }
+/**
+ * Executes the experiment's runs. `slots` runs may execute at once: 1 in this process (tfjs kernels of one
+ * process share one backend), more as child processes (wasm runs one core per process, so 2 cores run 2 runs).
+ */
+export interface RunLauncher {
+  slots: number;
+  /** Create a run from `config` (calling `created` with its id before it executes) or continue `runId`; resolves when it has stopped, whatever its end state. */
+  launch(p: { key: string; runId?: string; config?: Record<string, unknown>; created: (runId: string) => void }): Promise<string>;
+}
+
+/** The in-process launcher: the run manager executes one run at a time. */
+export function managerLauncher(manager: Pick<RunManager, 'start' | 'resume' | 'idle'>): RunLauncher {
+  return {
+    slots: 1,
+    async launch(p) {
+      let runId = p.runId;
+      if (runId) await manager.resume(runId);
+      else { runId = (await manager.start({ config: p.config })).runId; p.created(runId); }
+      await manager.idle();
+      return runId;
+    },
+  };
+}
+
+/** One run of the experiment: its state key (`sft/1`, `mdpo/2`), the keys it waits for, and its config once those have finished. */
+export interface ExperimentTask { key: string; after: string[]; config: () => Record<string, unknown> }
+
+/**
+ * Run tasks with at most `slots` at once, each after the tasks it waits for, in list order among the ready ones.
+ * A failed task lets the running ones finish, starts nothing new, and is rethrown at the end.
+ */
+export async function runTasks(tasks: ExperimentTask[], slots: number, exec: (t: ExperimentTask) => Promise<void>): Promise<void> {
+  const done = new Set<string>();
+  const waiting = [...tasks];
+  const running = new Map<string, Promise<void>>();
+  let failure: unknown = null;
+  for (;;) {
+    if (failure === null) {
+      for (let i = 0; i < waiting.length && running.size < slots;) {
+        const t = waiting[i]!;
+        if (!t.after.every((k) => done.has(k))) { i++; continue; }
+        waiting.splice(i, 1);
+        const p = Promise.resolve().then(() => exec(t)).then(() => { done.add(t.key); }, (e: unknown) => { failure ??= e; })
+          .finally(() => running.delete(t.key));
+        running.set(t.key, p);
+      }
+    }
+    if (running.size === 0) break;
+    await Promise.race(running.values());
   }
-  const { runId } = await manager.start({ config });
-  state.runs[key] = runId;
-  save(file, state);
-  await manager.idle();
-  return check(store, runId, key);
+  if (failure !== null) throw failure;
+  if (waiting.length) throw new Error(`experiment tasks wait for tasks that are not in the plan: ${waiting.map((t) => t.key).join(', ')}`);
 }
 
 function check(store: Store, runId: string, key: string): string {
@@ -76,36 +119,56 @@ function check(store: Store, runId: string, key: string): string {
 }
 
 export async function runExperiment(opts: {
-  store: Store; manager: RunManager; stateFile: string; preset: string; overrides: Record<string, unknown>; seeds: number[];
+  store: Store; manager: Pick<RunManager, 'start' | 'resume' | 'idle'>; stateFile: string; preset: string; overrides: Record<string, unknown>; seeds: number[];
+  /** Defaults to the in-process launcher over `manager`. */
+  launcher?: RunLauncher;
   onStage?: (message: string) => void;
 }): Promise<ExperimentState> {
   const base = PRESETS[opts.preset];
   if (!base) throw new Error(`unknown preset ${opts.preset}`);
+  const { store } = opts;
+  const launcher = opts.launcher ?? managerLauncher(opts.manager);
   const state = loadState(opts.stateFile, opts.preset, opts.overrides);
   // Wall time is banked after every run, so an interrupted experiment still reports the time it took in all.
   let mark = Date.now();
   const bank = () => { const t = Date.now(); state.wallSeconds += (t - mark) / 1000; mark = t; save(opts.stateFile, state); };
   const plan = planFor(opts.seeds);
   const common = deepMerge(base as Record<string, unknown>, opts.overrides);
+  const tasks: ExperimentTask[] = [];
+  const labels: Record<string, string> = {};
   for (const seed of plan.seeds) {
-    opts.onStage?.(`SFT, seed ${seed}`);
-    const sftId = await ensureRun(opts.store, opts.manager, state, opts.stateFile, `sft/${seed}`, deepMerge(common, { name: `${opts.preset} SFT s${seed}`, seed, iterations: 0 }));
-    bank();
-    const sftCkpt = opts.store.listCheckpoints(sftId).find((c) => c.iteration === 0);
-    if (!sftCkpt) throw new Error(`SFT run ${sftId} has no iteration-0 checkpoint`);
+    const sftKey = `sft/${seed}`;
+    labels[sftKey] = `SFT, seed ${seed}`;
+    tasks.push({ key: sftKey, after: [], config: () => deepMerge(common, { name: `${opts.preset} SFT s${seed}`, seed, iterations: 0 }) });
     for (const arm of ARMS) {
       if (!plan.armSeeds[arm.key]!.includes(seed)) continue;
-      opts.onStage?.(`${arm.label}, seed ${seed}`);
-      const cfg: RunConfigInput = deepMerge(common, {
-        name: `${opts.preset} ${arm.key} s${seed}`, seed, algorithm: arm.algorithm,
-        model: { init: sftCkpt.path }, sft: { enabled: false }, train: { reference: arm.reference },
-        // The SFT run already evaluated this very model on the same problems (same seed): the report takes it from there.
-        eval: { initial: false },
+      const key = `${arm.key}/${seed}`;
+      labels[key] = `${arm.label}, seed ${seed}`;
+      tasks.push({
+        key, after: [sftKey], config: () => {
+          const sftId = state.runs[sftKey]!;
+          const sftCkpt = store.listCheckpoints(sftId).find((c) => c.iteration === 0);
+          if (!sftCkpt) throw new Error(`SFT run ${sftId} has no iteration-0 checkpoint`);
+          return deepMerge(common, {
+            name: `${opts.preset} ${arm.key} s${seed}`, seed, algorithm: arm.algorithm,
+            model: { init: sftCkpt.path }, sft: { enabled: false }, train: { reference: arm.reference },
+            // The SFT run already evaluated this very model on the same problems (same seed): the report takes it from there.
+            eval: { initial: false },
+          } satisfies RunConfigInput);
+        },
       });
-      await ensureRun(opts.store, opts.manager, state, opts.stateFile, `${arm.key}/${seed}`, cfg as Record<string, unknown>);
-      bank();
     }
   }
+  await runTasks(tasks, launcher.slots, async (t) => {
+    const existing = state.runs[t.key];
+    const run = existing ? store.getRunSummary(existing) : undefined;
+    if (run?.state === 'finished') return;
+    opts.onStage?.(labels[t.key]!);
+    const created = (runId: string) => { state.runs[t.key] = runId; save(opts.stateFile, state); };
+    const runId = await launcher.launch(run ? { key: t.key, runId: existing, created } : { key: t.key, config: t.config(), created });
+    bank();
+    check(store, runId, t.key);
+  });
   bank();
   return state;
 }

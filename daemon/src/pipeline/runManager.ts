@@ -29,11 +29,20 @@ export class RunManager {
 
   /** Validate the config (errors name the field path), create the run and queue it. */
   async start(p: { preset?: string; config?: Record<string, unknown>; file?: string; kind?: RunKind }): Promise<{ runId: string }> {
+    const { runId } = this.create(p);
+    this.schedule(runId);
+    return { runId };
+  }
+
+  /**
+   * Validate the config and create the run, queued, without executing it here: another process picks it up with
+   * `mathagent run --resume <id>` (the experiment's parallel jobs).
+   */
+  create(p: { preset?: string; config?: Record<string, unknown>; file?: string; kind?: RunKind }): { runId: string } {
     const config = resolveConfig({ preset: p.preset, file: p.file, overrides: p.config });
     if (p.kind === 'eval') checkEvalConfig(config);
     const run = this.d.store.createRun({ config, kind: p.kind ?? 'train', state: 'queued' });
     this.setState(run.id, 'queued', null);
-    this.schedule(run.id);
     return { runId: run.id };
   }
 

@@ -81,7 +81,8 @@ export class EventBus {
     const batch = this.pending;
     this.pending = [];
     try {
-      if (this.store.isOpen) this.store.appendEvents(batch);
+      // Continue above what other writers of the same database have stored (appendEvents renumbered ours past them).
+      if (this.store.isOpen) this.seq = Math.max(this.seq, this.store.appendEvents(batch));
     } catch (err) {
       // Live clients already have these; only replay after a restart would miss them. Never crash the loop.
       this.onError(`could not store ${batch.length} event(s) #${batch[0]!.seq}..#${batch[batch.length - 1]!.seq}`, err);

@@ -629,17 +629,29 @@ export class Store {
 
   // -------------------------------------------------------------------------------------------- events
 
-  /** Appends events (seq assigned by the EventBus) in one transaction. */
-  appendEvents(events: readonly DaemonEvent[]): void {
-    if (events.length === 0) return;
+  /**
+   * Appends events (seq assigned by the EventBus) in one transaction and returns the last seq stored. Another
+   * process writing to the same database (the experiment's parallel runs, a CLI run beside a daemon) may have
+   * taken a seq already: such an event is stored with the next free seq, so no event is lost and seq stays
+   * unique and increasing in the order each process emitted.
+   */
+  appendEvents(events: readonly DaemonEvent[]): number {
+    if (events.length === 0) return 0;
     const ins = this.stmt('INSERT INTO events (seq, run_id, type, json) VALUES (?, ?, ?, ?)');
-    this.transaction(() => {
-      for (const e of events) ins.run(e.seq, e.runId, e.type, JSON.stringify(e));
-    });
+    // IMMEDIATE: take the write lock before reading the last seq, so no other writer slips in between.
+    return this.db.transaction(() => {
+      let last = this.lastSeq();
+      for (const e of events) {
+        const seq = e.seq > last ? e.seq : last + 1;
+        ins.run(seq, e.runId, e.type, JSON.stringify(seq === e.seq ? e : { ...e, seq }));
+        last = seq;
+      }
+      return last;
+    }).immediate();
   }
 
-  appendEvent(e: DaemonEvent): void {
-    this.appendEvents([e]);
+  appendEvent(e: DaemonEvent): number {
+    return this.appendEvents([e]);
   }
 
   /** Events with seq > afterSeq, oldest first, optionally of one run. */
