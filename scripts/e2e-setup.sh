@@ -51,8 +51,11 @@ if [ ! -f "$STAMP" ] || [ ! -f "$CS_BIN" ]; then
   mkdir -p "$CS_DIR"
   [ -f "$CS_DIR/package.json" ] || echo '{"private":true}' > "$CS_DIR/package.json"
   # nodedir: the global npmrc points at the system Node's headers; the build must use Node 24's.
+  # npm is run by Node 24 directly (not through /usr/bin/npm): npm puts the folder it was started from first on its
+  # scripts' PATH, and /usr/bin holds the system Node, which code-server's postinstall check then finds instead.
+  NPM_CLI="$(readlink -f "$(command -v npm)")"
   (cd "$CS_DIR" && PATH="$NODE_DIR/bin:$PATH" npm_config_nodedir="$NODE_DIR" \
-     npm install --no-save --no-audit --no-fund "code-server@$CODE_SERVER_VERSION" >&2) \
+     "$NODE_DIR/bin/node" "$NPM_CLI" install --no-save --no-audit --no-fund "code-server@$CODE_SERVER_VERSION" >&2) \
     || { log "npm could not install code-server@$CODE_SERVER_VERSION"; exit 2; }
   [ -f "$CS_BIN" ] || { log "code-server installed but $CS_BIN is missing"; exit 2; }
   touch "$STAMP"
