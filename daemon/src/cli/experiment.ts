@@ -29,7 +29,8 @@ export function register(program: Command): void {
     .option('--out <dir>', 'where the report goes', 'docs/results')
     .option('-j, --jobs <n>', 'runs at once, each in its own process (a wasm run keeps one core busy); default: one per core (at most 4) on the CPU backends, 1 on a GPU')
     .action(async (preset: string, o: { seeds: string; set: string[]; backend: string; db?: string; state?: string; out: string; jobs?: string }) => {
-      if (o.jobs !== undefined && !(Number.isInteger(Number(o.jobs)) && Number(o.jobs) >= 1)) throw new Error(`--jobs must be a whole number ≥ 1, got "${o.jobs}"`);
+      const jobsFlag = o.jobs === undefined ? undefined : Number(o.jobs);
+      if (jobsFlag !== undefined && !(Number.isInteger(jobsFlag) && jobsFlag >= 1)) throw new Error(`--jobs must be a whole number ≥ 1, got "${o.jobs}"`);
       const seeds = o.seeds.split(',').map((s) => Number.parseInt(s.trim(), 10));
       if (!seeds.length || seeds.some((s) => !Number.isInteger(s))) throw new Error(`--seeds must be comma-separated integers, got "${o.seeds}"`);
       const backend = BackendName.parse(o.backend);
@@ -37,18 +38,19 @@ export function register(program: Command): void {
       const ctx = openContext({ db: o.db, backend, log: (l) => process.stderr.write(`· ${l}\n`) });
       // The CPU backends run a process's kernels on one core, so the default runs one job per core there; a GPU is
       // shared by every process on it, so it gets one. `auto` is resolved here the way each run will resolve it.
-      const resolved = backend === 'auto' && (o.jobs === undefined || Number(o.jobs) > 1) ? (await initBackend('auto', { log: (l) => process.stderr.write(`· ${l}\n`) })).name : backend;
-      const jobs = o.jobs !== undefined ? Number(o.jobs) : defaultJobs(resolved);
+      const resolved = backend === 'auto' && (jobsFlag === undefined || jobsFlag > 1) ? (await initBackend('auto', { log: (l) => process.stderr.write(`· ${l}\n`) })).name : backend;
+      const jobs = jobsFlag ?? defaultJobs(resolved);
       const view = new ProgressView(process.stderr);
       const unsub = ctx.bus.subscribe((e) => view.handle(e));
       const stateFile = resolve(o.state ?? join(dirname(ctx.dbPath), 'experiments', `${preset}.json`));
       // With jobs > 1 the runs execute in child processes: Ctrl-C reaches them through the terminal's process group,
       // each stops its run at the next safe point, and the same command resumes them.
-      const launcher: RunLauncher | undefined = jobs > 1 ? childLauncher({ manager: ctx.manager, dbPath: ctx.dbPath, backend, slots: jobs, logDir: join(dirname(stateFile), `${preset}-logs`), out: process.stderr }) : undefined;
+      const logDir = join(dirname(stateFile), `${preset}-logs`);
+      const launcher: RunLauncher | undefined = jobs > 1 ? childLauncher({ manager: ctx.manager, dbPath: ctx.dbPath, backend, slots: jobs, logDir, out: process.stderr }) : undefined;
       const onSigint = () => { process.stderr.write('\nstopping; run the same command again to resume\n'); void ctx.manager.shutdown(); };
       process.on('SIGINT', onSigint);
       try {
-        if (launcher) process.stderr.write(`${jobs} runs at once, each in its own process; their progress goes to ${join(dirname(stateFile), `${preset}-logs`)}/\n`);
+        if (launcher) process.stderr.write(`${jobs} runs at once, each in its own process; their progress goes to ${logDir}/\n`);
         const state = await runExperiment({ store: ctx.store, manager: ctx.manager, launcher, stateFile, preset, overrides, seeds,
           onStage: (m) => process.stderr.write(launcher ? `▶ ${m}\n` : `\n=== ${m}\n`) });
         view.stop();
