@@ -1,6 +1,7 @@
 /**
  * Renders a run's events on a terminal: a progress bar per stage (begin/report/end), log lines above the bars,
- * and per-iteration results as they arrive. Without a TTY (CI, pipes) it prints one line per stage instead.
+ * and per-iteration results as they arrive. Without a TTY (CI, pipes, an experiment's per-run log files) it prints a
+ * line at every tenth of a stage and one when the stage ends, so `tail -f` on a log shows where a long run is.
  */
 import cliProgress from 'cli-progress';
 import type { DaemonEvent } from '@mathagent/shared';
@@ -12,6 +13,8 @@ export class ProgressView {
   private readonly tty: boolean;
   private stageStart = 0;
   private lastLoss: number | null = null;
+  /** Without a TTY: the share of the current stage at which the next progress line is printed. */
+  private nextMark = 0.1;
 
   constructor(private readonly out: NodeJS.WriteStream = process.stderr, private readonly quiet = false) {
     this.tty = Boolean(out.isTTY) && !quiet;
@@ -36,6 +39,7 @@ export class ProgressView {
         if (p.kind === 'begin') {
           this.stop();
           this.stageStart = Date.now();
+          this.nextMark = 0.1;
           if (this.tty) {
             this.bar = new cliProgress.SingleBar({
               format: `  {label} |{bar}| {value}/{total} {msg} {eta_formatted}`, barsize: 28, hideCursor: true, clearOnComplete: true, stream: this.out,
@@ -44,6 +48,12 @@ export class ProgressView {
             this.bar.start(Math.max(1, p.total), 0, { label: label.padEnd(9), msg: p.message ?? '' });
           }
         } else if (p.kind === 'report') {
+          const share = p.total > 0 ? p.done / p.total : 0;
+          if (!this.tty && share >= this.nextMark && p.done < p.total) {
+            this.nextMark = Math.floor(share * 10 + 1) / 10;
+            const secs = ((Date.now() - this.stageStart) / 1000).toFixed(0);
+            this.print(`… ${label.padEnd(9)} ${String(p.done).padStart(5)}/${p.total} ${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''} (${secs}s)`);
+          }
           this.bar?.update(p.done, { msg: this.lastLoss !== null && e.stage === 'train' || e.stage === 'sft' ? `${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''}` : p.message ?? '' });
         } else {
           this.stop();
