@@ -56,8 +56,12 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     assert.match(markdown, /\| SFT \| 1 \| 40\.0 \|/);
     assert.match(markdown, /\| M-DPO \(ref = previous\) \| 1 \| 40\.0 \| 50\.0 \| 60\.0 \| 70\.0 \|/, 'the curve starts at the SFT run\'s score');
     assert.match(markdown, /\| M-DPO \(ref = previous\), final \| 2 \| 75\.0 \| 7\.1 \| 70\.0–80\.0 \|/);
-    assert.match(markdown, /\| M-DPO \(ref = previous\) \| RAFT \| 2 \| 0 \|/);
-    assert.match(markdown, /\| M-DPO \(ref = previous\), final \| SFT \| 3 \| 0 \| 0\.25 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| RAFT \| 1 \| 2 \| 0 \| 0\.50 \|/);
+    assert.doesNotMatch(markdown, /\| RAFT \| all/, 'RAFT ran on one seed: no pooled row');
+    // Per seed, and pooled over both seeds (the discordant counts add up: 3 + 4 against 0).
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| SFT \| 1 \| 3 \| 0 \| 0\.25 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| SFT \| 2 \| 4 \| 0 \| 0\.13 \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| SFT \| all 2 \| 7 \| 0 \| 0\.016 \|/);
     // M-DPO's first-seed curve and its mean over two seeds, and RAFT's one seed.
     assert.equal((svg.match(/<polyline/g) ?? []).length, 3);
     assert.match(svg, />M-DPO \(ref = previous\) \(seed 1\)</);

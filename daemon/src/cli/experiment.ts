@@ -21,7 +21,7 @@ export function register(program: Command): void {
   program
     .command('experiment <preset>')
     .description('run the paper-mini experiment: SFT, then 3 iterations of M-DPO, M-DPO (SFT ref), DPO (unmasked), M-KTO and RAFT')
-    .option('--seeds <list>', 'comma-separated seeds (SFT and M-DPO run on all; other arms on the first)', '1,2,3')
+    .option('--seeds <list>', 'comma-separated seeds (SFT, M-DPO and RAFT run on all; the other arms on the first)', '1,2,3')
     .option('-s, --set <key=value...>', 'override a config field for every run (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--backend <name>', 'auto | webgpu | tensorflow | wasm | cpu', 'auto')
     .option('--db <path>', 'SQLite database')

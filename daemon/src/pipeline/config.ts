@@ -66,7 +66,7 @@ export const PRESETS: Record<string, RunConfigInput> = {
     sft: { enabled: true, demos: 8000, flawedShare: 0.2, flawFamilies: ['discount', 'units'], steps: 600, lr: 2e-3, schedule: 'constant', batchSize: 16 },
     sampling: { samplesPerPrompt: 8, temperature: 0.7, batchSize: 64 },
     limits: { maxTurns: 5, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
-    train: { lr: 2e-4, batchSize: 16, microBatchSize: 8, warmupSteps: 2, epochs: 2, nllWeight: 0.2 },
+    train: { lr: 2e-4, batchSize: 16, microBatchSize: 8, warmupSteps: 2, epochs: 2, nllWeight: 1 },
     eval: { passK: 8, evalTemperature: 0.7, passKPrompts: 100, passKAt: 'ends' },
   },
 };

@@ -69,6 +69,10 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
   const header = `| method | seed | SFT | ${its.map((t) => `iter ${t}`).join(' | ')} | 95% CI (final) | pass@k (final) | turns | tool err | pairs/iter |`;
   rows.push(header, '|' + ' --- |'.repeat(8 + lastIt));
   const sftEvals = seeds.map((s) => evalsOf(state.runs[`sft/${s}`]).find((e) => e.iteration === 0));
+  const sftOutcomes = new Map(seeds.flatMap((s, i) => {
+    const e = sftEvals[i] ?? evalsOf(state.runs[`mdpo/${s}`]).find((x) => x.iteration === 0);
+    return e ? [[s, new Map(e.problems.map((p) => [p.promptId, p.correct]))] as const] : [];
+  }));
   for (const [i, s] of seeds.entries()) {
     const e = sftEvals[i];
     if (e) rows.push(`| SFT | ${s} | ${pct(e.pass1)} | ${its.map(() => '').join(' | ')} | ${pct(e.ci95[0])}–${pct(e.ci95[1])} | ${pct(e.passK)} | ${e.meanTurns.toFixed(2)} | ${pct(e.toolErrorRate)} | |`);
@@ -87,7 +91,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       perSeed.push(curve.map((x) => x ?? NaN));
       const pairs = iterations.filter((i) => i.iteration > 0).map((i) => i.pairs);
       rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
-      if (final && s === seeds[0]) finalOutcomes.set(arm.key, new Map(final.problems.map((p) => [p.promptId, p.correct])));
+      if (final && final.iteration > 0) finalOutcomes.set(`${arm.key}/${s}`, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }
     if (perSeed.length) {
       // Every method's first-seed curve (they share one SFT model, so they are comparable), plus the mean where a
@@ -98,22 +102,25 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       if (perSeed.length > 1) series.push({ label: `${arm.label} (mean of ${perSeed.length})`, points: pointsOf(perSeed) });
     }
   }
-  const paired: string[] = ['| A | B | A right, B wrong | A wrong, B right | McNemar p |', '| --- | --- | --- | --- | --- |'];
+  // Paired comparisons: on each seed (every method of a seed is evaluated on that seed's problems), and pooled over
+  // the seeds where both ran — the seeds' problems are independent draws, so their discordant counts add up (a
+  // stratified McNemar test).
+  const paired: string[] = ['| A | B | seed | A right, B wrong | A wrong, B right | McNemar p |', '| --- | --- | --- | --- | --- | --- |'];
+  const labelOf = (key: string) => (key === 'sft' ? 'SFT' : ARMS.find((x) => x.key === key)!.label);
+  const outcomesOf = (key: string, seed: number) => (key === 'sft' ? sftOutcomes.get(seed) : finalOutcomes.get(`${key}/${seed}`));
   const cmp = (a: string, b: string) => {
-    const A = finalOutcomes.get(a), B = finalOutcomes.get(b);
-    if (!A || !B) return;
-    let bc = 0, cb = 0;
-    for (const [id, ok] of A) { const o = B.get(id); if (o === undefined) continue; if (ok && !o) bc++; if (!ok && o) cb++; }
-    paired.push(`| ${ARMS.find((x) => x.key === a)!.label} | ${ARMS.find((x) => x.key === b)!.label} | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
+    let sumBc = 0, sumCb = 0, n = 0;
+    for (const s of seeds) {
+      const A = outcomesOf(a, s), B = outcomesOf(b, s);
+      if (!A || !B) continue;
+      let bc = 0, cb = 0;
+      for (const [id, ok] of A) { const o = B.get(id); if (o === undefined) continue; if (ok && !o) bc++; if (!ok && o) cb++; }
+      paired.push(`| ${labelOf(a)} | ${labelOf(b)} | ${s} | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
+      sumBc += bc; sumCb += cb; n++;
+    }
+    if (n > 1) paired.push(`| ${labelOf(a)} | ${labelOf(b)} | all ${n} | ${sumBc} | ${sumCb} | ${mcnemarExact(sumBc, sumCb).toPrecision(2)} |`);
   };
-  cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft');
-  const sftFirst = finalOutcomes.has('mdpo') && seeds.length ? sftEvals[0] ?? evalsOf(state.runs[`mdpo/${seeds[0]}`]).find((e) => e.iteration === 0) : undefined;
-  if (sftFirst) {
-    const A = finalOutcomes.get('mdpo')!;
-    let bc = 0, cb = 0;
-    for (const p of sftFirst.problems) { const o = A.get(p.promptId); if (o === undefined) continue; if (o && !p.correct) bc++; if (!o && p.correct) cb++; }
-    paired.push(`| M-DPO (ref = previous), final | SFT | ${bc} | ${cb} | ${mcnemarExact(bc, cb).toPrecision(2)} |`);
-  }
+  cmp('mdpo', 'sft'); cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft');
   // Across seeds: the mean and spread of the final pass@1 where a method ran on more than one seed.
   const acrossSeeds: string[] = ['| method | seeds | mean | sd | min–max |', '| --- | --- | --- | --- | --- |'];
   const spread = (label: string, xs: number[]) => {
@@ -145,7 +152,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     '',
     ...(acrossSeeds.length > 2 ? ['## Across seeds (greedy pass@1 %, final iteration)', '', ...acrossSeeds, ''] : []),
     ...(families.length ? ['## Greedy pass@1 (%) per problem family (final iteration)', '', ...families, ''] : []),
-    '## Paired comparisons on the same held-out problems (final iteration, first seed)',
+    '## Paired comparisons on the same held-out problems (final iteration)',
     '',
     ...paired,
     '',
