@@ -123,7 +123,7 @@ export const RunConfig = z.strictObject({
     nllWeight: d(z.number().min(0).default(0.2), 'Weight of an NLL term on the chosen trajectory\'s action tokens.'),
     reference: d(z.enum(['previous', 'sft']).default('previous'), 'Reference model: the previous iteration\'s model, or the fixed SFT model.'),
     raftKeep: d(z.number().int().min(1).default(1), 'RAFT: correct trajectories kept per prompt.'),
-    pairsPerPrompt: d(z.number().int().min(1).default(1), 'Pairs drawn per prompt (random correct vs random wrong); the paper uses 1.'),
+    pairsPerPrompt: d(z.number().int().min(1).default(1), 'Pairs drawn per prompt: the paper\'s one random correct against one random wrong trajectory, plus distinct further pairs from the same samples when > 1.'),
   }).prefault({}),
   eval: z.strictObject({
     passK: d(z.number().int().min(1).default(8), 'k for pass@k (sampled at evalTemperature).'),

@@ -39,6 +39,22 @@ test('pairs are deterministic by seed and independent of input order', () => {
   assert.deepEqual(a, b);
 });
 
+test('pairsPerPrompt > 1: the first pair is unchanged, the others are distinct and use every trajectory before reusing one', () => {
+  // Prompt a: 2 correct, 3 wrong (6 combinations); prompt b: 1 correct, 1 wrong (one combination only).
+  const ts = [traj('a', 0, 1), traj('a', 1, 1), traj('a', 2, 0), traj('a', 3, 0), traj('a', 4, 0), traj('b', 0, 1), traj('b', 1, 0)];
+  const one = buildPairs(ts, { seed: 5 }).pairs;
+  const three = buildPairs(ts, { seed: 5, pairsPerPrompt: 3 }).pairs;
+  const key = (p: { chosen: Trajectory; rejected: Trajectory }) => `${p.chosen.id}>${p.rejected.id}`;
+  assert.equal(key(three[0]!), key(one[0]!), 'the paper\'s pair comes first, as with pairsPerPrompt 1');
+  const a = three.filter((p) => p.promptId === 'a');
+  assert.equal(a.length, 3);
+  assert.equal(new Set(a.map(key)).size, 3, 'no pair twice');
+  assert.deepEqual(new Set(a.map((p) => p.rejected.id)), new Set(['a-s2', 'a-s3', 'a-s4']), 'every wrong trajectory used once');
+  assert.deepEqual(new Set(a.map((p) => p.chosen.id)), new Set(['a-s0', 'a-s1']), 'both correct trajectories used');
+  assert.equal(three.filter((p) => p.promptId === 'b').length, 1, 'one combination: no duplicate');
+  assert.equal(buildPairs(ts, { seed: 5, pairsPerPrompt: 10 }).pairs.filter((p) => p.promptId === 'a').length, 6, 'at most every combination');
+});
+
 test('a grader_disagreement override flips the reward used for pairs', () => {
   const ts = [traj('a', 0, 1), traj('a', 1, 1)];
   assert.equal(buildPairs(ts, { seed: 1 }).pairs.length, 0);

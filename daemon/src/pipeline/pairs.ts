@@ -1,6 +1,6 @@
 /**
  * Pair construction, as the paper does it (Algorithm 1): per prompt, one random correct trajectory against one
- * random wrong one. Correct trajectories whose observations contain a tool error are dropped (they reached the
+ * random wrong one (`pairsPerPrompt` > 1 adds distinct pairs from the same samples). Correct trajectories whose observations contain a tool error are dropped (they reached the
  * answer despite broken code, which we don't want to reinforce); prompts whose samples are all correct or all
  * wrong give no pair. Rewards can be overridden by `grader_disagreement` annotations.
  */
@@ -56,11 +56,36 @@ export function buildPairs(
     if (wrong.length === 0) { skipped.all_correct++; continue; }
     if (correctAll.length === 0) { skipped.all_wrong++; continue; }
     if (correct.length === 0) { skipped.only_tool_error_correct++; continue; }
-    for (let k = 0; k < perPrompt; k++) {
-      pairs.push({ promptId, chosen: pick(correct, rand), rejected: pick(wrong, rand) });
-    }
+    // The first pair is the paper's (one random correct against one random wrong one); more pairs, when asked for,
+    // are distinct and spread over the prompt's trajectories.
+    const first: PairChoice = { promptId, chosen: pick(correct, rand), rejected: pick(wrong, rand) };
+    pairs.push(first);
+    if (perPrompt > 1) pairs.push(...morePairs(promptId, correct, wrong, first, perPrompt - 1, rand));
   }
   return { pairs, skipped, droppedToolErrorCorrect };
+}
+
+/**
+ * Up to `n` more distinct (correct, wrong) pairs besides `first`, each drawn at random among the unused combinations
+ * whose two trajectories have been used least so far — so 3 pairs from 2 correct and 3 wrong trajectories use
+ * every trajectory, and a prompt with only one correct and one wrong trajectory gives no duplicate of its pair
+ * (duplicates would weight the prompts with the fewest choices most).
+ */
+function morePairs(promptId: string, correct: Trajectory[], wrong: Trajectory[], first: PairChoice, n: number, rand: () => number): PairChoice[] {
+  const uses = new Map<string, number>([[first.chosen.id, 1], [first.rejected.id, 1]]);
+  const free = correct.flatMap((c) => wrong.map((w) => ({ c, w }))).filter((x) => x.c !== first.chosen || x.w !== first.rejected);
+  const out: PairChoice[] = [];
+  while (out.length < n && free.length) {
+    const cost = (x: { c: Trajectory; w: Trajectory }) => (uses.get(x.c.id) ?? 0) + (uses.get(x.w.id) ?? 0);
+    const least = Math.min(...free.map(cost));
+    const candidates = free.filter((x) => cost(x) === least);
+    const x = pick(candidates, rand);
+    free.splice(free.indexOf(x), 1);
+    uses.set(x.c.id, (uses.get(x.c.id) ?? 0) + 1);
+    uses.set(x.w.id, (uses.get(x.w.id) ?? 0) + 1);
+    out.push({ promptId, chosen: x.c, rejected: x.w });
+  }
+  return out;
 }
 
 /** RAFT: keep up to `keep` correct (tool-error-free) trajectories per prompt. */
