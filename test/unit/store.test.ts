@@ -299,3 +299,24 @@ test('migrations: version table, data kept across reopen, old DB upgraded, newer
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two connections to one file: a transaction that reads before it writes holds the write lock, so another writer waits instead of making it fail', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-lock-'));
+  const a = openStore(join(dir, 'runs.db'));
+  const b = openStore(join(dir, 'runs.db'), { busyTimeoutMs: 50 });
+  try {
+    const run = a.createRun({ config: RunConfig.parse({}) });
+    // A deferred transaction would take only a read lock here; b's commit would then make a's write fail at once
+    // with SQLITE_BUSY ("database is locked"), whatever the busy timeout — what two `mathagent run` did at startup.
+    a.transaction(() => {
+      assert.ok(a.getRunSummary(run.id));
+      assert.throws(() => b.createRun({ config: RunConfig.parse({}) }), /database is locked/, 'b waits for a (here: past its 50 ms)');
+      a.addCheckpoint({ runId: run.id, iteration: 0, path: '/x', metrics: {}, isBest: true });
+    });
+    assert.equal(a.listCheckpoints(run.id).length, 1);
+    assert.ok(b.createRun({ config: RunConfig.parse({}) }).id, 'once a commits, b writes');
+  } finally {
+    a.close(); b.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -253,9 +253,14 @@ export class Store {
     return s;
   }
 
-  /** Run `fn` in one transaction (nested calls become savepoints): all its writes commit together or not at all. */
+  /**
+   * Run `fn` in one transaction (nested calls become savepoints): all its writes commit together or not at all.
+   * IMMEDIATE, so the write lock is taken at the start: a deferred transaction that reads first and writes later
+   * fails at once with "database is locked" when another process (a second `mathagent run`, an experiment's
+   * child) commits in between — the busy timeout cannot help it, its snapshot is stale. Immediate ones wait.
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.db.transaction(fn).immediate();
   }
 
   // -------------------------------------------------------------------------------------------- runs
