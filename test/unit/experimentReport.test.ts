@@ -104,7 +104,7 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
   const go = () => runExperiment({ store, manager: manager as never, stateFile, preset: 'paper-mini', overrides: { iterations: 1 }, seeds: [1, 2] });
   try {
     failNext = false;
-    // Fail the third run (the first arm of seed 1): the experiment stops with a message that says how to resume.
+    // Fail the second run (seed 2's SFT, started before any arm): the experiment stops with a message that says how to resume.
     let calls = 0;
     const origStart = manager.start;
     manager.start = async (p) => { if (++calls === 2) failNext = true; return origStart(p); };
@@ -116,6 +116,7 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     // SFT, M-DPO and RAFT on both seeds, the other three arms on seed 1: 2 + 2 + 2 + 3 runs, the failed one resumed in place.
     assert.equal(Object.keys(s.runs).length, 9);
     assert.equal(started.length, 9, 'the failed run was resumed, not started again');
+    assert.deepEqual(started.slice(0, 2).map((c) => c.name), ['paper-mini SFT s1', 'paper-mini SFT s2'], 'every SFT run before the arms');
     const arm = started.find((c) => c.name === 'paper-mini mdpo s2')!;
     assert.equal(arm.model.init, `/ck/${s.runs['sft/2']}`);
     assert.equal(arm.eval.initial, false);

@@ -136,10 +136,15 @@ export async function runExperiment(opts: {
   const common = deepMerge(base as Record<string, unknown>, opts.overrides);
   const tasks: ExperimentTask[] = [];
   const labels: Record<string, string> = {};
+  // Every SFT run first: they are the longest runs and every arm waits for one, so with --jobs the last seed's SFT
+  // no longer starts only after the first seeds' arms (which left a core idle while it trained).
   for (const seed of plan.seeds) {
     const sftKey = `sft/${seed}`;
     labels[sftKey] = `SFT, seed ${seed}`;
     tasks.push({ key: sftKey, after: [], config: () => deepMerge(common, { name: `${opts.preset} SFT s${seed}`, seed, iterations: 0 }) });
+  }
+  for (const seed of plan.seeds) {
+    const sftKey = `sft/${seed}`;
     for (const arm of ARMS) {
       if (!plan.armSeeds[arm.key]!.includes(seed)) continue;
       const key = `${arm.key}/${seed}`;
