@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BackendName } from '@mathagent/shared';
 import { openContext } from './context';
@@ -45,7 +45,8 @@ export function register(program: Command): void {
       const stateFile = resolve(o.state ?? join(dirname(ctx.dbPath), 'experiments', `${preset}.json`));
       // With jobs > 1 the runs execute in child processes: Ctrl-C reaches them through the terminal's process group,
       // each stops its run at the next safe point, and the same command resumes them.
-      const logDir = join(dirname(stateFile), `${preset}-logs`);
+      // Named after the state file, so two experiments (`--state other.json --set …`) keep their logs apart.
+      const logDir = join(dirname(stateFile), `${basename(stateFile, '.json')}-logs`);
       const launcher: RunLauncher | undefined = jobs > 1 ? childLauncher({ manager: ctx.manager, dbPath: ctx.dbPath, backend, slots: jobs, logDir, out: process.stderr }) : undefined;
       const onSigint = () => { process.stderr.write('\nstopping; run the same command again to resume\n'); void ctx.manager.shutdown(); };
       process.on('SIGINT', onSigint);
