@@ -53,8 +53,12 @@ if [ ! -f "$STAMP" ] || [ ! -f "$CS_BIN" ]; then
   # nodedir: the global npmrc points at the system Node's headers; the build must use Node 24's.
   # npm is run by Node 24 directly (not through /usr/bin/npm): npm puts the folder it was started from first on its
   # scripts' PATH, and /usr/bin holds the system Node, which code-server's postinstall check then finds instead.
+  # Under `npm test` the outer npm's settings arrive as npm_* variables, npm_config_user_agent among them: it names the
+  # outer Node (v20), the inner npm takes it as its own user-agent setting, and code-server's postinstall reads its
+  # Node version from there (CI failed so on a fresh machine; run by hand, without an outer npm, it passed).
   NPM_CLI="$(readlink -f "$(command -v npm)")"
-  (cd "$CS_DIR" && PATH="$NODE_DIR/bin:$PATH" npm_config_nodedir="$NODE_DIR" \
+  unset_npm=(); while IFS= read -r v; do unset_npm+=(-u "$v"); done < <(compgen -e | grep -i '^npm_' || true)
+  (cd "$CS_DIR" && env "${unset_npm[@]}" PATH="$NODE_DIR/bin:$PATH" npm_config_nodedir="$NODE_DIR" \
      "$NODE_DIR/bin/node" "$NPM_CLI" install --no-save --no-audit --no-fund "code-server@$CODE_SERVER_VERSION" >&2) \
     || { log "npm could not install code-server@$CODE_SERVER_VERSION"; exit 2; }
   [ -f "$CS_BIN" ] || { log "code-server installed but $CS_BIN is missing"; exit 2; }
