@@ -132,7 +132,8 @@ export class RunsTree implements vscode.TreeDataProvider<TreeNode>, vscode.Dispo
           const icon = r.outcome ? OUTCOME_ICON[r.outcome] : undefined;
           item.iconPath = icon ? new vscode.ThemeIcon(icon.icon, new vscode.ThemeColor(icon.color)) : new vscode.ThemeIcon('loading~spin');
           item.tooltip = new vscode.MarkdownString().appendMarkdown(`\`${r.promptId}\`\n\n`).appendText(r.question.slice(0, 600)).appendMarkdown(r.extractedAnswer !== null ? `\n\nanswer: \`${r.extractedAnswer.replace(/`/g, "'")}\`` : '');
-          item.accessibilityInformation = { label: `${r.promptId} sample ${r.sampleIndex ?? ''} ${r.outcome ?? 'sampling'} reward ${r.reward ?? ''}${r.annotation ? ` annotated ${r.annotation}` : ''}` };
+          // The whole identity (the same prompt and sample index recur in every iteration), then the result.
+          item.accessibilityInformation = { label: `${r.promptId} sample ${r.sampleIndex ?? ''} iteration ${r.iteration} ${r.split === 'eval' ? 'held-out' : 'train'} ${r.outcome ?? 'sampling'} reward ${r.reward ?? ''}${r.annotation ? ` annotated ${r.annotation}` : ''}` };
         }
         item.contextValue = 'trajectory';
         item.command = { command: 'mathagent.openTrajectory', title: 'Open Trajectory', arguments: [node.id] };
