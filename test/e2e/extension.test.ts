@@ -102,9 +102,9 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     await itRow.waitFor({ timeout: 120_000 });
     await expand(itRow);
     if (h0.split === 'eval') { await row('Held-out eval').waitFor({ timeout: 120_000 }); await expand(row('Held-out eval')); }
-    // Rows carry the full prompt id, sample index and iteration in their accessible label (a prompt's sample 0 recurs
-    // in every iteration: without the iteration the test once opened iteration 1's 3-turn trajectory for iteration 0's
-    // 2-turn one); the list is virtual, so scroll until it is drawn.
+    // Rows carry the full prompt id, sample index, iteration and split in their accessible label (a prompt's sample 0
+    // recurs in every iteration: matched without the iteration, the test once found 'Turn 1 / 3' for a 2-turn target,
+    // most likely another iteration's row); the list is virtual, so scroll until it is drawn.
     const label = `${h0.promptId} sample ${h0.sampleIndex} iteration ${h0.iteration} ${h0.split === 'eval' ? 'held-out' : 'train'} `;
     const targetRow = tree.locator(`.monaco-list-row[aria-label^=${JSON.stringify(label)}]`).first();
     for (let i = 0; i < 60 && !(await targetRow.isVisible()); i++) {

@@ -48,13 +48,14 @@ export class ProgressView {
             this.bar.start(Math.max(1, p.total), 0, { label: label.padEnd(9), msg: p.message ?? '' });
           }
         } else if (p.kind === 'report') {
+          const withLoss = `${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''}`;
           const share = p.total > 0 ? p.done / p.total : 0;
           if (!this.tty && share >= this.nextMark && p.done < p.total) {
             this.nextMark = Math.floor(share * 10 + 1) / 10;
             const secs = ((Date.now() - this.stageStart) / 1000).toFixed(0);
-            this.print(`… ${label.padEnd(9)} ${String(p.done).padStart(5)}/${p.total} ${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''} (${secs}s)`);
+            this.print(`… ${label.padEnd(9)} ${String(p.done).padStart(5)}/${p.total} ${withLoss} (${secs}s)`);
           }
-          this.bar?.update(p.done, { msg: this.lastLoss !== null && e.stage === 'train' || e.stage === 'sft' ? `${p.message ?? ''}${this.lastLoss !== null ? ` loss ${this.lastLoss.toFixed(4)}` : ''}` : p.message ?? '' });
+          this.bar?.update(p.done, { msg: this.lastLoss !== null && e.stage === 'train' || e.stage === 'sft' ? withLoss : p.message ?? '' });
         } else {
           this.stop();
           const secs = ((Date.now() - this.stageStart) / 1000).toFixed(1);

@@ -1,8 +1,8 @@
 /**
  * Pair construction, as the paper does it (Algorithm 1): per prompt, one random correct trajectory against one
- * random wrong one (`pairsPerPrompt` > 1 adds distinct pairs from the same samples). Correct trajectories whose observations contain a tool error are dropped (they reached the
- * answer despite broken code, which we don't want to reinforce); prompts whose samples are all correct or all
- * wrong give no pair. Rewards can be overridden by `grader_disagreement` annotations.
+ * random wrong one (`pairsPerPrompt` > 1 adds distinct pairs from the same samples). Correct trajectories whose
+ * observations contain a tool error are dropped (they reached the answer despite broken code, which we don't want
+ * to reinforce); prompts whose samples are all correct or all wrong give no pair. Rewards can be overridden by `grader_disagreement` annotations.
  */
 import type { Trajectory } from '@mathagent/shared';
 import { mulberry32, pick } from './rng';
@@ -74,9 +74,9 @@ export function buildPairs(
 function morePairs(promptId: string, correct: Trajectory[], wrong: Trajectory[], first: PairChoice, n: number, rand: () => number): PairChoice[] {
   const uses = new Map<string, number>([[first.chosen.id, 1], [first.rejected.id, 1]]);
   const free = correct.flatMap((c) => wrong.map((w) => ({ c, w }))).filter((x) => x.c !== first.chosen || x.w !== first.rejected);
+  const cost = (x: { c: Trajectory; w: Trajectory }) => (uses.get(x.c.id) ?? 0) + (uses.get(x.w.id) ?? 0);
   const out: PairChoice[] = [];
   while (out.length < n && free.length) {
-    const cost = (x: { c: Trajectory; w: Trajectory }) => (uses.get(x.c.id) ?? 0) + (uses.get(x.w.id) ?? 0);
     const least = Math.min(...free.map(cost));
     const candidates = free.filter((x) => cost(x) === least);
     const x = pick(candidates, rand);

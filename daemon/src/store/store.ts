@@ -643,8 +643,8 @@ export class Store {
   appendEvents(events: readonly DaemonEvent[]): number {
     if (events.length === 0) return 0;
     const ins = this.stmt('INSERT INTO events (seq, run_id, type, json) VALUES (?, ?, ?, ?)');
-    // IMMEDIATE: take the write lock before reading the last seq, so no other writer slips in between.
-    return this.db.transaction(() => {
+    // transaction() is IMMEDIATE: the write lock is taken before the last seq is read, so no other writer slips in between.
+    return this.transaction(() => {
       let last = this.lastSeq();
       for (const e of events) {
         const seq = e.seq > last ? e.seq : last + 1;
@@ -652,7 +652,7 @@ export class Store {
         last = seq;
       }
       return last;
-    }).immediate();
+    });
   }
 
   appendEvent(e: DaemonEvent): number {
