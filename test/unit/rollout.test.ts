@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Trajectory, Turn } from '@mathagent/shared';
-import { rollout, type RolloutItem, type RolloutOptions, type ToolProvider } from '../../daemon/src/env/rollout';
+import { requestSeed, rollout, type RolloutItem, type RolloutOptions, type ToolProvider } from '../../daemon/src/env/rollout';
 import { renderDemo } from '../../daemon/src/env/demos';
 import { SandboxPool, type ToolSession } from '../../daemon/src/env/sandbox';
 import { getTemplate, TEMPLATE_NAMES, type ChatTemplate } from '../../daemon/src/env/templates';
@@ -356,4 +356,16 @@ test('renderDemo: real sandbox outputs, eos at the end, mask on the action piece
   s.dispose();
   await assert.rejects(renderDemo({ ...demo, steps: [] }, tpl, tok, pool.session()), /has no steps/);
   await assert.rejects(renderDemo({ ...demo, steps: [{ text: 'x', code: '1' }] }, tpl, tok, pool.session()), /last step .* must give the answer/);
+});
+
+test('request seeds depend on the problem, sample index, iteration and turn, not on the run or trajectory id', () => {
+  const p = problem('What is 6*7?', '42');
+  const a = { ...item(p, 3), id: 'run-A:traj', runId: 'run-A' };
+  const b = { ...item(p, 3), id: 'run-B:other', runId: 'run-B' };
+  assert.equal(requestSeed(7, a, 1), requestSeed(7, b, 1), 'two runs of one config draw the same samples');
+  assert.notEqual(requestSeed(7, a, 1), requestSeed(7, item(p, 4), 1), 'another sample of the prompt');
+  assert.notEqual(requestSeed(7, a, 1), requestSeed(7, a, 2), 'another turn');
+  assert.notEqual(requestSeed(7, a, 1), requestSeed(7, { ...a, iteration: 3 }, 1), 'another iteration');
+  assert.notEqual(requestSeed(7, a, 1), requestSeed(8, a, 1), 'another rollout seed');
+  assert.notEqual(requestSeed(7, a, 1), requestSeed(7, item(problem('What is 6*8?', '48', 'test/other'), 3), 1), 'another problem');
 });

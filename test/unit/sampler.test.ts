@@ -54,15 +54,18 @@ describe('LocalPolicy sampling', () => {
     const prompts = ['<|user|>2+2?<|end|><|assistant|>', 'a', '<|user|>a much longer prompt than the others<|end|>'];
     const reqs = prompts.map((p) => req(p, { maxTokens: 20 }));
     const ref = await new LocalPolicy(model, tok).generate(reqs, { noCache: true });
-    for (const decoder of ['host', 'tensor'] as const) {
-      const got = await new LocalPolicy(model, tok, { decoder }).generate(reqs);
+    // host-trunk: the batched trunk prefill (the default host decoder prefills by steps).
+    for (const kind of ['host', 'host-trunk', 'tensor'] as const) {
+      const decoder = kind === 'tensor' ? 'tensor' : 'host';
+      const stepPrefillRows = kind === 'host-trunk' ? Infinity : undefined;
+      const got = await new LocalPolicy(model, tok, { decoder, stepPrefillRows }).generate(reqs);
       got.forEach((g, b) => {
-        assert.deepEqual(g.tokenIds, ref[b]!.tokenIds, `${decoder} row ${b}`);
-        g.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - ref[b]!.logprobs[t]!) < 2e-4, `${decoder} row ${b} t ${t}: ${lp} vs ${ref[b]!.logprobs[t]}`));
+        assert.deepEqual(g.tokenIds, ref[b]!.tokenIds, `${kind} row ${b}`);
+        g.logprobs.forEach((lp, t) => assert.ok(Math.abs(lp - ref[b]!.logprobs[t]!) < 2e-4, `${kind} row ${b} t ${t}: ${lp} vs ${ref[b]!.logprobs[t]}`));
         assert.equal(g.finishReason, ref[b]!.finishReason);
       });
       // Alone, a row gives what it gave inside the batch.
-      const alone = await new LocalPolicy(model, tok, { decoder }).generate([reqs[1]!]);
+      const alone = await new LocalPolicy(model, tok, { decoder, stepPrefillRows }).generate([reqs[1]!]);
       assert.deepEqual(alone[0]!.tokenIds, ref[1]!.tokenIds);
     }
     // The reported logprobs are the model's own log p(token | history): check against tokenLogprobs.
@@ -131,6 +134,21 @@ describe('LocalPolicy sampling', () => {
     assert.deepEqual(l!.tokenIds, [outId, outId, outId]);
     model.dispose();
     m2.dispose();
+  });
+
+  it('a sampled row is bit-identical alone and inside batches of any size (seeded runs repeat whatever the batching)', async () => {
+    const model = new GPT({ ...presetConfig('tiny', tok.vocabSize), prevToken: true }, 21);
+    const reqs = Array.from({ length: 10 }, (_, i) => req(`<|user|>${'y'.repeat(i)}what is ${i}*${i + 3}?<|end|><|assistant|>`, { temperature: 1, maxTokens: 24, seed: 100 + i }));
+    const policy = new LocalPolicy(model, tok, { prefixCache: 0 });
+    const all = await policy.generate(reqs);
+    for (const n of [1, 3, 7]) {
+      const some = await policy.generate(reqs.slice(0, n));
+      some.forEach((g, b) => {
+        assert.deepEqual(g.tokenIds, all[b]!.tokenIds, `batch of ${n}, row ${b}`);
+        assert.deepEqual(g.logprobs, all[b]!.logprobs, `batch of ${n}, row ${b}: logprobs must match exactly`);
+      });
+    }
+    model.dispose();
   });
 
   it('per-request seeds make sampling reproducible; top-p near 0 is greedy', async () => {

@@ -309,10 +309,15 @@ function grade(finalText: string, reference: string, sawToolError: boolean): End
   return { outcome: sawToolError ? 'tool_error' : 'wrong', truncation: null, extracted, reward: 0 };
 }
 
-/** Per-request seed from the run seed, the trajectory and the turn: reproducible whatever the batching. */
-function requestSeed(seed: number, item: RolloutItem, turn: number): number {
+/**
+ * Per-request seed from the rollout seed, the problem, the sample index, the iteration and the turn: reproducible
+ * whatever the batching, and whatever the run is called. Not the trajectory id: that names the run (a timestamp
+ * and a random suffix), so two runs of one config used to draw different samples; now runs with the same seed
+ * draw the same samples from the same model (an experiment's arms share their first iteration's samples).
+ */
+export function requestSeed(seed: number, item: Pick<RolloutItem, 'iteration' | 'sampleIndex' | 'problem'>, turn: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
-  const s = `${item.id}#${turn}`;
+  const s = `${item.iteration}/${item.problem.id}/${item.sampleIndex}#${turn}`;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   return h;
 }

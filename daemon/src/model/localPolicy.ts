@@ -20,7 +20,7 @@ export interface LocalPolicyOptions {
   decoder?: 'auto' | 'host' | 'tensor';
   /** Most conversations whose key/value cache is kept between calls (host decoder; 0 = none). Default 4 × maxBatch. */
   prefixCache?: number;
-  /** Host decoder: batches of at least this many rows prefill token by token (default STEP_PREFILL_ROWS; Infinity = never). */
+  /** Host decoder: batches of at least this many rows prefill token by token (default STEP_PREFILL_ROWS = 1: always, for batch-independent results; Infinity = never). */
   stepPrefillRows?: number;
 }
 
