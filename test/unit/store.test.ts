@@ -320,3 +320,31 @@ test('two connections to one file: a transaction that reads before it writes hol
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two processes opening a brand-new database at once: the one that arrives second waits for the migration and does not run it again', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-migrate-'));
+  const path = join(dir, 'new.db');
+  // The "other process" opens the same new file the moment this one first looks up a migration step, i.e. after it
+  // has read the schema version: before the fix the version was read outside the migration's transaction, so the
+  // other one migrated the whole file in between, and this one then ran migration 1 again ("table runs already exists").
+  let other: string | null = null;
+  const migrations = new Proxy([...MIGRATIONS], {
+    get(target, key, receiver) {
+      if (key === '0' && other === null) {
+        try { openStore(path, { busyTimeoutMs: 20 }).close(); other = 'opened'; } catch (e) { other = (e as Error).message; }
+      }
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  try {
+    const s = openStore(path, { migrations });
+    assert.equal(s.schemaVersion, MIGRATIONS.length);
+    s.close();
+    assert.match(other ?? '', /database is locked/, 'the other process waited for the migration lock');
+    const again = openStore(path);
+    assert.equal(again.schemaVersion, MIGRATIONS.length);
+    again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -169,21 +169,27 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
  */
 export function migrate(db: Database, where: string, migrations: readonly Migration[] = MIGRATIONS, target = migrations.length): number {
   const latest = migrations.length;
-  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-  const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
-  if (!row) db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
-  const current = row?.version ?? 0;
-  if (current > latest) {
-    throw new StoreVersionError(
-      `database ${where} has schema version ${current}, but this mathagent understands up to version ${latest}: ` +
-        'upgrade mathagent, or point --db / MATHAGENT_DB at another file',
-    );
+  // Each step reads the version and runs at most one migration inside one IMMEDIATE transaction: two processes
+  // opening a brand-new database at the same moment take turns, and the second finds the step done instead of
+  // running migration 1 again on tables that exist.
+  const step = db.transaction((): { version: number; done: boolean } => {
+    db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+    if (!row) db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
+    const current = row?.version ?? 0;
+    if (current > latest) {
+      throw new StoreVersionError(
+        `database ${where} has schema version ${current}, but this mathagent understands up to version ${latest}: ` +
+          'upgrade mathagent, or point --db / MATHAGENT_DB at another file',
+      );
+    }
+    if (current >= target) return { version: current, done: true };
+    migrations[current]!(db);
+    db.prepare('UPDATE schema_version SET version = ?').run(current + 1);
+    return { version: current + 1, done: current + 1 >= target };
+  });
+  for (;;) {
+    const r = step.immediate();
+    if (r.done) return r.version;
   }
-  for (let v = current; v < target; v++) {
-    db.transaction(() => {
-      migrations[v]!(db);
-      db.prepare('UPDATE schema_version SET version = ?').run(v + 1);
-    })();
-  }
-  return Math.max(current, target);
 }

@@ -229,10 +229,11 @@ export class Store {
     if (!inMemory) mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     try {
+      // The busy timeout first: switching a new file to WAL takes a lock that another process may hold.
+      this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
       if (!inMemory) this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = ON');
-      this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
       this.schemaVersion = migrate(this.db, path, opts.migrations ?? MIGRATIONS);
     } catch (err) {
       this.db.close();
