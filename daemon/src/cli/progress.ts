@@ -55,7 +55,8 @@ export class ProgressView {
             const secs = ((Date.now() - this.stageStart) / 1000).toFixed(0);
             this.print(`… ${label.padEnd(9)} ${String(p.done).padStart(5)}/${p.total} ${withLoss} (${secs}s)`);
           }
-          this.bar?.update(p.done, { msg: this.lastLoss !== null && e.stage === 'train' || e.stage === 'sft' ? withLoss : p.message ?? '' });
+          // lastLoss is set by train/metrics (train and sft stages) and cleared when a stage ends: other stages show the plain message.
+          this.bar?.update(p.done, { msg: withLoss });
         } else {
           this.stop();
           const secs = ((Date.now() - this.stageStart) / 1000).toFixed(1);
