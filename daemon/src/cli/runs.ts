@@ -11,6 +11,20 @@ const when = (iso: string) => iso.replace('T', ' ').slice(0, 19);
 /** A question on one table row: whitespace (MATH problems have newlines) collapsed, cut at 50 characters. */
 const oneLine = (q: string) => { const t = q.replace(/\s+/g, ' ').trim(); return t.length > 50 ? `${t.slice(0, 47)}...` : t; };
 
+/** Per iteration and metric: steps, first and last value, min and max (how a training stage moved; NaN-free). */
+export interface MetricRange { iteration: number; name: string; steps: number; first: number; last: number; min: number; max: number }
+export function metricRanges(points: ReadonlyArray<{ iteration: number; step: number; name: string; value: number }>): MetricRange[] {
+  const by = new Map<string, MetricRange>();
+  for (const p of points) {
+    const key = `${p.iteration}\u0000${p.name}`;
+    const r = by.get(key);
+    if (!r) by.set(key, { iteration: p.iteration, name: p.name, steps: 1, first: p.value, last: p.value, min: p.value, max: p.value });
+    else { r.steps++; r.last = p.value; r.min = Math.min(r.min, p.value); r.max = Math.max(r.max, p.value); }
+  }
+  return [...by.values()].sort((a, b) => a.iteration - b.iteration || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3) ? x.toExponential(2) : x.toFixed(4).replace(/\.?0+$/, '') || '0');
+
 /**
  * Delete runs with their stored rows and their folder of checkpoints (`<db folder>/runs/<id>`). Refuses, naming
  * what to do, a run that may still be executing (running, queued or stopping: another process may own it; a
@@ -80,7 +94,8 @@ export function register(program: Command): void {
         const isEval = got.run.kind === 'eval';
         const trajectories = iterations.map((it) => store.listTrajectoryHeaders({ runId, iteration: it.iteration, split: isEval ? 'eval' : 'train', limit: o.json ? 5000 : o.limit }));
         const pairs = store.listPairs(runId, o.iteration);
-        if (o.json) { process.stdout.write(JSON.stringify({ summary: s, iterations, trajectories, pairs }) + '\n'); return; }
+        const ranges = metricRanges(store.getMetrics(runId)).filter((r) => o.iteration === undefined || r.iteration === o.iteration);
+        if (o.json) { process.stdout.write(JSON.stringify({ summary: s, iterations, trajectories, pairs, metrics: ranges }) + '\n'); return; }
         const out: string[] = [];
         const pc = got.config.policy;
         const subject = pc.kind === 'openai' ? `${pc.model ?? 'the served model'} at ${pc.endpoints.map((e) => e.url).join(', ')}` : got.config.model.init ?? 'a fresh model';
@@ -89,6 +104,11 @@ export function register(program: Command): void {
         out.push('', summaryTable(s));
         for (const e of s.iterations) {
           if (e.breakdown && (o.iteration === undefined || o.iteration === e.iteration)) out.push('', `held-out pass@1 of iteration ${e.iteration} by subject and level:`, formatBreakdown(e.breakdown));
+        }
+        if (ranges.length) {
+          out.push('', 'training metrics per iteration (over its optimiser steps):');
+          out.push(formatTable(['iteration', 'metric', 'steps', 'first', 'last', 'min', 'max'],
+            ranges.map((r) => [r.iteration, r.name, r.steps, num(r.first), num(r.last), num(r.min), num(r.max)])));
         }
         for (const [i, it] of iterations.entries()) {
           const list = trajectories[i]!;

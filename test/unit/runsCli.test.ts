@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunConfig } from '@mathagent/shared';
 import { openStore } from '../../daemon/src/store';
-import { deleteRuns } from '../../daemon/src/cli/runs';
+import { deleteRuns, metricRanges } from '../../daemon/src/cli/runs';
 
 test('runs delete: removes rows and the checkpoint folder; refuses active runs and runs others start from, deleting nothing; --force overrides', () => {
   const dir = mkdtempSync(join(tmpdir(), 'runs-delete-'));
@@ -41,4 +41,20 @@ test('runs delete: removes rows and the checkpoint folder; refuses active runs a
     store.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('runs show: metric ranges per iteration give steps, first, last, min and max in step order', () => {
+  const pts = [
+    { iteration: 2, step: 1, name: 'loss', value: 0.5 },
+    { iteration: 1, step: 1, name: 'loss', value: 0.69 },
+    { iteration: 1, step: 1, name: 'logps/rejected', value: -3 },
+    { iteration: 1, step: 2, name: 'loss', value: 0.4 },
+    { iteration: 1, step: 2, name: 'logps/rejected', value: -7 },
+    { iteration: 1, step: 3, name: 'loss', value: 0.45 },
+  ];
+  assert.deepEqual(metricRanges(pts), [
+    { iteration: 1, name: 'logps/rejected', steps: 2, first: -3, last: -7, min: -7, max: -3 },
+    { iteration: 1, name: 'loss', steps: 3, first: 0.69, last: 0.45, min: 0.4, max: 0.69 },
+    { iteration: 2, name: 'loss', steps: 1, first: 0.5, last: 0.5, min: 0.5, max: 0.5 },
+  ]);
 });
