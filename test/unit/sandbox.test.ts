@@ -99,6 +99,28 @@ test('a runaway computation is killed at the time limit; other sessions are serv
   b.dispose();
 });
 
+test('a call that finished while this thread was busy past the time limit is not reported as timed out', async () => {
+  const one = new SandboxPool({ timeoutMs: 200, workers: 1 });
+  try {
+    assert.deepEqual(pick(await one.run('1 + 1')), { output: '2', error: false }); // the worker is up
+    const s = one.session();
+    // From the check phase (as after the sampler's setImmediate yields), the loop's next phase is timers, then poll.
+    await new Promise<void>((r) => setImmediate(r));
+    const pending = s.run('6 * 7');
+    for (let i = 0; i < 5; i++) await Promise.resolve(); // the call reaches the worker (session calls chain on promises)
+    // A long synchronous stretch on this thread (as a batched prefill is): the reply and the timer both come due.
+    const until = Date.now() + 600;
+    while (Date.now() < until) { /* busy */ }
+    assert.deepEqual(pick(await pending), { output: '42', error: false });
+    assert.equal(one.stats().timeouts, 0);
+    // A real runaway is still stopped.
+    assert.deepEqual(pick(await s.run(RUNAWAY)), { output: 'Error: time limit exceeded (0.2 s); the computation was stopped', error: true });
+    s.dispose();
+  } finally {
+    await one.close();
+  }
+});
+
 test('after the worker is killed, the session state is rebuilt by replaying its cells', async () => {
   const one = new SandboxPool({ timeoutMs: 600, workers: 1 });
   try {

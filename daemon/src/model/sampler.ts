@@ -19,6 +19,7 @@ import { gelu, geluRef, layerNorm, matMul2d } from './layers';
 import { hostView } from './hostOps';
 import { KVStore } from './attendKernel';
 import { ROPE_BASE, ropeAngles, ropeInPlace, ropeQkv, ropeTensors } from './rope';
+import { yieldToEventLoop } from '../util/yieldLoop';
 
 export interface Decoder {
   /** Prefill the prompts; afterwards logits() gives the next-token logits of every row. */
@@ -415,6 +416,8 @@ export class HostKVDecoder implements Decoder {
       const tokens = new Int32Array(B).fill(this.padId);
       const active = new Uint8Array(B);
       for (let k = 0; k < longest; k++) {
+        // A long prompt is many steps: let timers and messages (tool results, run/stop) through meanwhile.
+        await yieldToEventLoop();
         for (let b = 0; b < B; b++) {
           active[b] = k < rest[b]!.length ? 1 : 0;
           if (active[b]) tokens[b] = rest[b]![k]!;
