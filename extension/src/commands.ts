@@ -4,7 +4,8 @@
  */
 import * as vscode from 'vscode';
 import { userInfo } from 'node:os';
-import { Algorithm, AnnotationLabel, DatasetName, type TrajectoryHeader } from '@mathagent/shared';
+import { Algorithm, AnnotationLabel, DatasetName, ErrorCodes, type TrajectoryHeader } from '@mathagent/shared';
+import { DaemonRpcError } from './daemon/jsonRpc';
 import type { Connection } from './connection';
 import type { TreeNode } from './model/runsModel';
 import { formatJsonl, toExportRows } from './model/annotationsExport';
@@ -128,6 +129,26 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     if (!runId) return;
     const r = await withProgress('Stopping run…', () => conn.request('run/stop', { runId }));
     void vscode.window.showInformationMessage(r.stopped ? `MathAgent: run ${runId} stops at the next safe point.` : `MathAgent: run ${runId} was not running.`);
+  });
+
+  reg('mathagent.deleteRun', async (arg?: unknown) => {
+    const runId = runIdOf(arg) ?? await pickRun('Delete which run?', (s) => s !== 'running' && s !== 'queued');
+    if (!runId) return;
+    const sure = await vscode.window.showWarningMessage(`Delete run ${runId}?`, { modal: true, detail: 'Its trajectories, pairs, metrics, annotations and checkpoints are deleted on the daemon host. This cannot be undone.' }, 'Delete');
+    if (sure !== 'Delete') return;
+    const del = (force: boolean) => withProgress('Deleting run…', () => conn.request('run/delete', { runId, force }));
+    try {
+      await del(false);
+    } catch (e) {
+      // Declined (looks active, or other runs start from its checkpoints): say why, and offer to go ahead.
+      if (!(e instanceof DaemonRpcError && e.code === ErrorCodes.RequestFailed)) throw e;
+      const go = await vscode.window.showWarningMessage(`MathAgent: ${e.message.replace(/^run\/delete: /, '')}`, { modal: true }, 'Delete Anyway');
+      if (go !== 'Delete Anyway') return;
+      await del(true);
+    }
+    model.clear();
+    await tree.loadRuns();
+    void vscode.window.showInformationMessage(`MathAgent: run ${runId} deleted.`);
   });
 
   reg('mathagent.refreshRuns', async () => { model.clear(); await tree.loadRuns(); });

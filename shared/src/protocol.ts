@@ -30,6 +30,8 @@ export const ErrorCodes = {
   NotFound: -32004,
   /** Too many messages per second from this client. */
   RateLimited: -32029,
+  /** A valid request the daemon declined (e.g. deleting an active run); the message says what to do (LSP's code). */
+  RequestFailed: -32803,
 } as const;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -170,6 +172,14 @@ export const RunStartResult = z.object({ runId: z.string() });
 export const RunStopParams = z.object({ runId: z.string() });
 export const RunStopResult = z.object({ stopped: z.boolean() });
 
+/**
+ * Client → daemon: delete a run with its trajectories, pairs, metrics, annotations and checkpoint folder (the Runs
+ * view's "Delete Run"). Declined with RequestFailed, deleting nothing, when the run looks active or another run
+ * starts from its checkpoints, unless `force`; a run this daemon is executing is always declined (stop it first).
+ */
+export const RunDeleteParams = z.object({ runId: z.string(), force: z.boolean().default(false) });
+export const RunDeleteResult = z.object({ deleted: z.boolean() });
+
 /** Client → daemon: resume a stopped or interrupted run from its last committed state. */
 export const RunResumeParams = z.object({ runId: z.string() });
 export const RunResumeResult = z.object({ resumed: z.boolean() });
@@ -293,6 +303,7 @@ export const Methods = {
   'run/start': { params: RunStartParams, result: RunStartResult },
   'run/stop': { params: RunStopParams, result: RunStopResult },
   'run/resume': { params: RunResumeParams, result: RunResumeResult },
+  'run/delete': { params: RunDeleteParams, result: RunDeleteResult },
   'run/list': { params: RunListParams, result: RunListResult },
   'run/get': { params: RunGetParams, result: RunGetResult },
   'trajectory/list': { params: TrajectoryListParams, result: TrajectoryListResult },

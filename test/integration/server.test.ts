@@ -4,7 +4,7 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
@@ -13,6 +13,7 @@ import { CloseCodes, ErrorCodes, Limits, RunConfig, flattenTokens, type DaemonEv
 import { openStore, type Store } from '../../daemon/src/store';
 import { EventBus } from '../../daemon/src/server/eventBus';
 import { startServer, type DaemonServer, type RunController } from '../../daemon/src/server/server';
+import { deleteRuns } from '../../daemon/src/pipeline/deleteRuns';
 import { connectClient, readTokenFile, RpcClientError, type DaemonClient } from '../../daemon/src/server/client';
 
 const dir = mkdtempSync(join(tmpdir(), 'mathagent-server-'));
@@ -54,6 +55,7 @@ const controller: RunController = {
     return false;
   },
   decodeTokens: (_runId, ids) => ids.map((i) => `<${i}>`),
+  delete: (runId, force) => { deleteRuns(store, join(dir, 'runs'), [runId], { force }); return true; },
 };
 
 before(async () => {
@@ -288,6 +290,18 @@ test('two clients see the same events in seq order; every method answers through
   assert.deepEqual(await a.request('run/stop', { runId }), { stopped: true });
   assert.deepEqual(await a.request('run/resume', { runId }), { resumed: false });
   await assert.rejects(a.request('run/stop', { runId: 'ghost' }), (e: any) => e.code === ErrorCodes.NotFound);
+
+  // run/delete: an active run is declined (RequestFailed, nothing deleted); a stopped one goes with its folder.
+  const other = (await a.request('run/start', { config: { name: 'to delete' } })).runId;
+  mkdirSync(join(dir, 'runs', other, 'iter-0'), { recursive: true });
+  await assert.rejects(a.request('run/delete', { runId: other }), (e: any) => e.code === ErrorCodes.RequestFailed && /is running: stop it first/.test(e.message));
+  assert.ok((await a.request('run/get', { runId: other })).run);
+  await a.request('run/stop', { runId: other });
+  assert.deepEqual(await a.request('run/delete', { runId: other }), { deleted: true });
+  assert.ok(!existsSync(join(dir, 'runs', other)));
+  await assert.rejects(a.request('run/get', { runId: other }), (e: any) => e.code === ErrorCodes.NotFound);
+  await assert.rejects(a.request('run/delete', { runId: other }), (e: any) => e.code === ErrorCodes.NotFound);
+  await assert.rejects(a.request('run/delete', { runId: 7 as never }), (e: any) => e.code === ErrorCodes.InvalidParams);
   await a.close();
   await b.close();
 });

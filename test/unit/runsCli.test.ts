@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RunConfig } from '@mathagent/shared';
 import { openStore } from '../../daemon/src/store';
-import { deleteRuns, metricRanges } from '../../daemon/src/cli/runs';
+import { metricRanges } from '../../daemon/src/cli/runs';
+import { deleteRuns } from '../../daemon/src/pipeline/deleteRuns';
 
 test('runs delete: removes rows and the checkpoint folder; refuses active runs and runs others start from, deleting nothing; --force overrides', () => {
   const dir = mkdtempSync(join(tmpdir(), 'runs-delete-'));

@@ -14,6 +14,8 @@ export interface DaemonContext {
   bus: EventBus;
   manager: RunManager;
   dbPath: string;
+  /** Where runs keep their checkpoints (`<db folder>/runs`). */
+  runsDir: string;
   close(): Promise<void>;
 }
 
@@ -31,7 +33,7 @@ export function openContext(opts: { db?: string; backend?: BackendName; log?: (l
     runsDir,
   });
   return {
-    store, bus, manager, dbPath,
+    store, bus, manager, dbPath, runsDir,
     async close() { await manager.shutdown(); bus.close(); store.close(); },
   };
 }

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { BackendName, PROTOCOL_VERSION } from '@mathagent/shared';
+import { deleteRuns } from '../pipeline/deleteRuns';
 import { startServer, benchEvents } from '../server';
 import { BENCHMARKS, registerBenchmark } from './bench';
 import { defaultTokenFile } from '../server/token';
@@ -52,6 +53,10 @@ export function register(program: Command): void {
           start: (p) => ctx.manager.start(p),
           stop: (id) => ctx.manager.stop(id),
           resume: (id) => ctx.manager.resume(id),
+          delete: (id, force) => {
+            for (const line of deleteRuns(ctx.store, ctx.runsDir, [id], { force, activeHere: (r) => ctx.manager.isActive(r), forceHint: 'delete it with force' })) log(line);
+            return true;
+          },
           decodeTokens: (_runId, ids) => ids.map((id) => tokenizer.tokenText(id)),
         },
         info: () => ({ protocolVersion: PROTOCOL_VERSION, version: VERSION, backend: backendName, presets: presetNames(), datasets: ['synthetic', 'gsm8k', 'math', 'math500'] }),

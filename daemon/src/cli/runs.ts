@@ -1,8 +1,8 @@
 /** `mathagent runs list|show|delete`: what the store holds, without a daemon. */
-import { existsSync, rmSync } from 'node:fs';
-import { dirname, join, resolve, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { openStore, defaultDbPath, type Store } from '../store';
+import { openStore, defaultDbPath } from '../store';
+import { deleteRuns } from '../pipeline/deleteRuns';
 import { formatTable } from './progress';
 import { runSummary, summaryTable } from './run';
 import { formatBreakdown } from './eval';
@@ -24,40 +24,6 @@ export function metricRanges(points: ReadonlyArray<{ iteration: number; step: nu
   return [...by.values()].sort((a, b) => a.iteration - b.iteration || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 const num = (x: number) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3) ? x.toExponential(2) : x.toFixed(4).replace(/\.?0+$/, '') || '0');
-
-/**
- * Delete runs with their stored rows and their folder of checkpoints (`<db folder>/runs/<id>`). Refuses, naming
- * what to do, a run that may still be executing (running, queued or stopping: another process may own it; a
- * killed one stays `running` until a daemon resumes it) and a run whose checkpoints another run starts from
- * (`model.init`: an experiment's arms start from its SFT runs); `force` deletes anyway. Nothing is deleted when
- * any id is refused.
- */
-export function deleteRuns(store: Store, runsDir: string, ids: string[], opts: { force?: boolean } = {}): string[] {
-  const problems: string[] = [];
-  const all = store.listRuns({ limit: 100_000 });
-  for (const id of ids) {
-    const run = store.getRunSummary(id);
-    if (!run) { problems.push(`no run with id ${id}; see \`mathagent runs list\``); continue; }
-    if (opts.force) continue;
-    if (run.state === 'running' || run.state === 'queued' || run.state === 'stopping') {
-      problems.push(`run ${id} is ${run.state}: stop it first (or, if no process runs it any more, add --force)`);
-    }
-    const dir = resolve(runsDir, id);
-    const users = all.filter((r) => !ids.includes(r.id)).filter((r) => {
-      const init = store.getRun(r.id)?.config.model.init;
-      return !!init && (resolve(init) === dir || resolve(init).startsWith(dir + sep));
-    });
-    if (users.length) problems.push(`run ${id}: ${users.map((u) => u.id).join(', ')} start${users.length === 1 ? 's' : ''} from its checkpoints (model.init); delete ${users.length === 1 ? 'it' : 'them'} too, or add --force`);
-  }
-  if (problems.length) throw new Error(problems.join('\n'));
-  return ids.map((id) => {
-    store.deleteRun(id);
-    const dir = join(runsDir, id);
-    const had = existsSync(dir);
-    if (had) rmSync(dir, { recursive: true, force: true });
-    return `deleted run ${id}${had ? ` and ${dir}` : ''}`;
-  });
-}
 
 export function register(program: Command): void {
   const runs = program.command('runs').description('list runs, or show one run with its iterations, trajectories and pairs');

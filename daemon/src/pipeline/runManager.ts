@@ -64,6 +64,11 @@ export class RunManager {
     return true;
   }
 
+  /** Whether this manager executes or has queued the run (it must not be deleted under it). */
+  isActive(runId: string): boolean {
+    return this.controllers.has(runId) || this.pending.has(runId);
+  }
+
   /** On daemon start: runs left `running`/`queued`/`stopping` by a killed daemon continue. */
   resumeInterrupted(): string[] {
     const runs = this.d.store.listRuns({ limit: 1000, states: ['running', 'queued', 'stopping'] }).reverse();

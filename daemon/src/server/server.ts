@@ -30,6 +30,7 @@ import {
 } from '@mathagent/shared';
 import type { Store } from '../store';
 import { NotFoundError } from '../store/errors';
+import { RunDeleteRefused } from '../pipeline/deleteRuns';
 import { VERSION } from '../version';
 import type { EventBus } from './eventBus';
 import { TokenBucket } from './rateLimit';
@@ -41,6 +42,8 @@ export interface RunController {
   start(p: z.infer<typeof RunStartParams>): Promise<{ runId: string }>;
   stop(runId: string): Promise<boolean>;
   resume(runId: string): Promise<boolean>;
+  /** Delete a run (`run/delete`); throws RunDeleteRefused to decline. Absent: the method answers MethodNotFound. */
+  delete?(runId: string, force: boolean): Promise<boolean> | boolean;
   /** Token texts for the token view of `trajectory/get` (null or absent: the view shows ids only). */
   decodeTokens?(runId: string, tokenIds: number[]): Promise<string[] | null> | string[] | null;
 }
@@ -184,6 +187,16 @@ export async function startServer(opts: ServerOptions): Promise<DaemonServer> {
     'run/resume': async (p) => {
       requireRun(p.runId);
       return { resumed: await controller.resume(p.runId) };
+    },
+    'run/delete': async (p) => {
+      requireRun(p.runId);
+      if (!controller.delete) throw new RpcError(ErrorCodes.MethodNotFound, 'this daemon does not delete runs');
+      try {
+        return { deleted: await controller.delete(p.runId, p.force) };
+      } catch (e) {
+        if (e instanceof RunDeleteRefused) throw new RpcError(ErrorCodes.RequestFailed, e.message);
+        throw e;
+      }
     },
     'run/list': (p) => ({ runs: store.listRuns({ limit: p.limit }) }),
     'run/get': (p) => {
