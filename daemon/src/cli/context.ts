@@ -2,8 +2,8 @@
  * What `run` and `daemon` share: open the store, the event bus and the run manager with the tfjs engine.
  */
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { openStore, defaultDbPath, type Store } from '../store';
+import { join, resolve } from 'node:path';
+import { openStore, defaultDbPath, runsDirFor, type Store } from '../store';
 import { EventBus } from '../server/eventBus';
 import { RunManager } from '../pipeline/runManager';
 import { createTfEngine } from '../pipeline/tfEngine';
@@ -25,7 +25,7 @@ export function openContext(opts: { db?: string; backend?: BackendName; log?: (l
   const dbPath = inMemory ? ':memory:' : resolve(opts.db ?? defaultDbPath());
   const store = openStore(dbPath);
   const bus = new EventBus(store);
-  const runsDir = inMemory ? join(tmpdir(), 'mathagent-runs') : join(dirname(dbPath), 'runs');
+  const runsDir = inMemory ? join(tmpdir(), 'mathagent-runs') : runsDirFor(dbPath);
   const manager = new RunManager({
     store,
     emit: (e) => { bus.emit(e); },

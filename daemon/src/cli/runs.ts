@@ -1,7 +1,6 @@
 /** `mathagent runs list|show|delete`: what the store holds, without a daemon. */
-import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { openStore, defaultDbPath } from '../store';
+import { openStore, defaultDbPath, runsDirFor } from '../store';
 import { deleteRuns } from '../pipeline/deleteRuns';
 import { formatTable } from './progress';
 import { runSummary, summaryTable } from './run';
@@ -100,7 +99,7 @@ export function register(program: Command): void {
       const dbPath = o.db ?? defaultDbPath();
       const store = openStore(dbPath);
       try {
-        for (const line of deleteRuns(store, join(dirname(dbPath), 'runs'), ids, { force: o.force })) process.stdout.write(line + '\n');
+        for (const line of deleteRuns(store, runsDirFor(dbPath), ids, { force: o.force })) process.stdout.write(line + '\n');
       } finally { store.close(); }
     });
 }

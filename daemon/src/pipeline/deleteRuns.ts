@@ -19,7 +19,11 @@ export class RunDeleteRefused extends Error {
 export function deleteRuns(store: Store, runsDir: string, ids: string[], opts: { force?: boolean; activeHere?: (runId: string) => boolean; forceHint?: string } = {}): string[] {
   const problems: string[] = [];
   const hint = opts.forceHint ?? 'add --force';
-  const all = store.listRuns({ limit: 100_000 });
+  // Which checkpoint each other run starts from, read once (not once per id).
+  const inits = store.listRuns({ limit: 100_000 }).filter((r) => !ids.includes(r.id)).flatMap((r) => {
+    const init = store.getRun(r.id)?.config.model.init;
+    return init ? [{ id: r.id, init: resolve(init) }] : [];
+  });
   for (const id of ids) {
     const run = store.getRunSummary(id);
     if (!run) { problems.push(`no run with id ${id}; see \`mathagent runs list\``); continue; }
@@ -29,10 +33,7 @@ export function deleteRuns(store: Store, runsDir: string, ids: string[], opts: {
       problems.push(`run ${id} is ${run.state}: stop it first (or, if no process runs it any more, ${hint})`);
     }
     const dir = resolve(runsDir, id);
-    const users = all.filter((r) => !ids.includes(r.id)).filter((r) => {
-      const init = store.getRun(r.id)?.config.model.init;
-      return !!init && (resolve(init) === dir || resolve(init).startsWith(dir + sep));
-    });
+    const users = inits.filter((u) => u.init === dir || u.init.startsWith(dir + sep));
     if (users.length) problems.push(`run ${id}: ${users.map((u) => u.id).join(', ')} start${users.length === 1 ? 's' : ''} from its checkpoints (model.init); delete ${users.length === 1 ? 'it' : 'them'} too, or ${hint}`);
   }
   if (problems.length) throw new RunDeleteRefused(problems.join('\n'));

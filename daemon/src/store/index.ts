@@ -5,4 +5,4 @@ export type {
 } from './store';
 export { NotFoundError, StoreVersionError } from './errors';
 export { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from './migrations';
-export { configDir, dataDir, defaultDbPath } from './paths';
+export { configDir, dataDir, defaultDbPath, runsDirFor } from './paths';

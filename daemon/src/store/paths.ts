@@ -3,7 +3,7 @@
  * token file under the config dir. Environment overrides exist so tests and several daemons never collide.
  */
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** `$XDG_DATA_HOME/mathagent` (default `~/.local/share/mathagent`). */
 export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -21,4 +21,9 @@ export function configDir(env: NodeJS.ProcessEnv = process.env): string {
 export function defaultDbPath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.MATHAGENT_DB && env.MATHAGENT_DB.trim()) return env.MATHAGENT_DB;
   return join(dataDir(env), 'mathagent.db');
+}
+
+/** Where the runs of a database keep their checkpoint folders: `runs/` next to it. */
+export function runsDirFor(dbPath: string): string {
+  return join(dirname(dbPath), 'runs');
 }
