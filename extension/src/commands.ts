@@ -18,6 +18,13 @@ import { MetricsPanel } from './panels/metricsPanel';
 import type { LiveTrajectories } from './panels/liveTrajectories';
 import { ANNOTATION_LABELS } from './webviewProtocol';
 
+/**
+ * Options for the pickers of a multi-step command: they stay open when focus moves. A webview panel that takes
+ * focus as it settles (after the previous step's picker closed) would otherwise close the next picker at once,
+ * and the command would end silently, as if the user had pressed Escape.
+ */
+const STEP = { ignoreFocusOut: true } as const;
+
 const isNode = (a: unknown): a is TreeNode => typeof a === 'object' && a !== null && 'kind' in a;
 
 function runIdOf(arg: unknown): string | undefined {
@@ -69,7 +76,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     const runs = model.roots().map((n) => model.run((n as { runId: string }).runId)!).filter((r) => r && filter(r.state));
     if (!runs.length) throw new Error('no run to choose from');
     if (runs.length === 1) return runs[0]!.id;
-    const p = await vscode.window.showQuickPick(runs.map((r) => ({ label: r.name, description: `${r.algorithm} · ${r.state} · it ${r.iteration}/${r.iterations}`, detail: r.id, id: r.id })), { title });
+    const p = await vscode.window.showQuickPick(runs.map((r) => ({ label: r.name, description: `${r.algorithm} · ${r.state} · it ${r.iteration}/${r.iterations}`, detail: r.id, id: r.id })), { title, ...STEP });
     return p?.id;
   }
 
@@ -106,15 +113,15 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
       ...files.map((f) => ({ label: `$(file-code) ${vscode.workspace.asRelativePath(f)}`, description: 'run config file', file: f })),
       { label: '$(settings) Defaults', description: 'no preset: the run config defaults' },
     ];
-    const src = await vscode.window.showQuickPick(sources, { title: 'Start Run (1/3): preset or run config', placeHolder: 'smoke trains a tiny model on CPU in minutes' });
+    const src = await vscode.window.showQuickPick(sources, { title: 'Start Run (1/3): preset or run config', placeHolder: 'smoke trains a tiny model on CPU in minutes', ...STEP });
     if (!src) return;
     let config: Record<string, unknown> = src.file ? await configFromFile(src.file) : {};
     const keep = src.preset ? 'as the preset says' : src.file ? 'as the file says' : 'default';
     const algo = await vscode.window.showQuickPick([{ label: keep, value: undefined as string | undefined }, ...Algorithm.options.map((a) => ({ label: a, value: a as string | undefined,
-      description: { mdpo: 'multi-turn DPO, action tokens only', mkto: 'multi-turn KTO', raft: 'rejection-sampling fine-tuning', dpo_unmasked: 'ablation: DPO over all tokens' }[a] }))], { title: 'Start Run (2/3): algorithm' });
+      description: { mdpo: 'multi-turn DPO, action tokens only', mkto: 'multi-turn KTO', raft: 'rejection-sampling fine-tuning', dpo_unmasked: 'ablation: DPO over all tokens' }[a] }))], { title: 'Start Run (2/3): algorithm', ...STEP });
     if (!algo) return;
     const hostSets = new Set(info?.datasets ?? DatasetName.options);
-    const ds = await vscode.window.showQuickPick([{ label: keep, value: undefined as string | undefined }, ...DatasetName.options.map((d) => ({ label: d, value: d as string | undefined, description: hostSets.has(d) ? '' : 'not on the daemon host' }))], { title: 'Start Run (3/3): dataset' });
+    const ds = await vscode.window.showQuickPick([{ label: keep, value: undefined as string | undefined }, ...DatasetName.options.map((d) => ({ label: d, value: d as string | undefined, description: hostSets.has(d) ? '' : 'not on the daemon host' }))], { title: 'Start Run (3/3): dataset', ...STEP });
     if (!ds) return;
     if (algo.value) config = { ...config, algorithm: algo.value };
     if (ds.value) config = { ...config, data: { ...((config.data as object | undefined) ?? {}), dataset: ds.value } };
@@ -200,7 +207,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     const turn = typeof turnArg === 'number' ? turnArg : panel?.trajectoryId === id ? panel.turn : null;
     const existing = (await conn.request('trajectory/get', { trajectoryId: id, withTokens: false })).annotation;
     const label = await vscode.window.showQuickPick(AnnotationLabel.options.map((l) => ({ label: ANNOTATION_LABELS[l], description: l === existing?.label ? `${l} (current)` : l, value: l })),
-      { title: `Annotate failure${turn !== null ? ` (turn ${turn + 1})` : ''}`, placeHolder: 'What went wrong?' });
+      { title: `Annotate failure${turn !== null ? ` (turn ${turn + 1})` : ''}`, placeHolder: 'What went wrong?', ...STEP });
     if (!label) return;
     const note = await vscode.window.showInputBox({ title: `Note for "${ANNOTATION_LABELS[label.value]}"`, prompt: 'Free text (optional); Enter to save', value: existing?.note ?? '', ignoreFocusOut: true });
     if (note === undefined) return;
@@ -210,7 +217,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
         { label: 'Count it as correct (reward 1)', value: 1 as number | null },
         { label: 'Count it as wrong (reward 0)', value: 0 as number | null },
         { label: 'No override', value: null as number | null },
-      ], { title: 'Reward to use for future pairs' });
+      ], { title: 'Reward to use for future pairs', ...STEP });
       if (!o) return;
       rewardOverride = o.value;
     }
@@ -265,7 +272,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     if (!r.iterations.length) throw new Error(`run ${r.run.name} has no iterations yet`);
     const items = r.iterations.map((it) => ({ label: `Iteration ${it.iteration}`, description: `${it.stage} · ${it.pairs} pairs${it.pass1 !== null ? ` · pass@1 ${(it.pass1 * 100).toFixed(1)}%` : ''}`, value: it.iteration }));
     if (preferred !== undefined) items.sort((a, b) => (a.value === preferred ? -1 : b.value === preferred ? 1 : 0));
-    return (await vscode.window.showQuickPick(items, { title }))?.value;
+    return (await vscode.window.showQuickPick(items, { title, ...STEP }))?.value;
   }
 
   reg('mathagent.comparePair', async (arg?: unknown) => {
@@ -281,7 +288,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     if (!runA) return;
     const itB = isNode(arg) && arg.kind === 'iteration' ? arg.iteration : await pickIteration(runA, 'Compare: the later iteration (b)');
     if (itB === undefined) return;
-    const other = await vscode.window.showQuickPick([{ label: 'An earlier iteration of the same run', same: true }, { label: 'An iteration of another run', same: false }], { title: 'Compare it with' });
+    const other = await vscode.window.showQuickPick([{ label: 'An earlier iteration of the same run', same: true }, { label: 'An iteration of another run', same: false }], { title: 'Compare it with', ...STEP });
     if (!other) return;
     const runB = other.same ? runA : await pickRun('Compare: the other run (a)');
     if (!runB) return;

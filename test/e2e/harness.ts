@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { FrameLocator, Page } from 'playwright-core';
+import type { FrameLocator, Locator, Page } from 'playwright-core';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -141,12 +141,22 @@ export async function pick(page: Page, title: string, text: string | null, filte
   if (text !== null) {
     const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: text }).first();
     await row.waitFor({ state: 'visible', timeout: 30_000 });
-    await row.click();
+    await clickRow(page, title, row);
   } else {
     // Click rather than Enter: the mouse may rest over the list, and the active row is then not the first one.
     const first = page.locator('.quick-input-widget .monaco-list-row').first();
     await first.waitFor({ state: 'visible', timeout: 30_000 });
-    await first.click();
+    await clickRow(page, title, first);
+  }
+}
+
+/** Click a picker row; when that fails, say whether the picker had closed under it (focus moved away). */
+async function clickRow(page: Page, title: string, row: Locator): Promise<void> {
+  try {
+    await row.click({ timeout: 15_000 });
+  } catch (e) {
+    const open = await page.locator('.quick-input-widget').isVisible().catch(() => false);
+    throw new Error(`could not click a row of the picker "${title}": the picker is ${open ? 'still open' : 'closed (did focus move away?)'}\n${(e as Error).message}`);
   }
 }
 
