@@ -279,6 +279,11 @@ export const DaemonEvent = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('train/metrics'), iteration: z.number().int(), step: z.number().int(), phase: z.enum(['sft', 'pref']), metrics: z.record(z.string(), z.number()) }),
   /** Held-out evaluation of an iteration's model. */
   z.object({ ...base, type: z.literal('eval/result'), iteration: z.number().int(), pass1: z.number(), passK: z.number().nullable(), k: z.number().int(), n: z.number().int(), ci95: z.tuple([z.number(), z.number()]), meanTurns: z.number(), toolErrorRate: z.number() }),
+  /**
+   * A run was deleted through this daemon (`run/delete`): clients drop it from their views and close its panels.
+   * (A run deleted by the CLI beside a running daemon has no event; it disappears at the next refresh.)
+   */
+  z.object({ ...base, type: z.literal('run/deleted') }),
   /** An annotation was created or changed (so other windows see it). */
   z.object({ ...base, type: z.literal('annotation/changed'), annotation: Annotation }),
   /** A log line for the output channel. */

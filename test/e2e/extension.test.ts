@@ -207,6 +207,14 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     assert.equal(await restored.innerText(), `Turn 2 / ${h0.turns}`, 'the trajectory panel came back at turn 2 after a reload');
     assert.equal(await webview(p).locator('.trajectory').getAttribute('data-id'), h0.id);
     mark('panels restored after a window reload');
+
+    // Deleted by another client (here the test's own connection): the run leaves the tree and its open panel
+    // closes. (The other tabs were restored but not shown since the reload: VS Code revives a webview only when
+    // it is first shown, and then it says the run is gone.)
+    assert.deepEqual(await api.request('run/delete', { runId }), { deleted: true });
+    await row('smoke').waitFor({ state: 'detached', timeout: 30_000 });
+    await p.locator('.tabs-container .tab', { hasText: 'Trajectory' }).first().waitFor({ state: 'detached', timeout: 30_000 });
+    mark('a run deleted elsewhere left the tree and closed its panel');
   } catch (e) {
     let toasts: string[] = [];
     if (page) { await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => {}); toasts = await notifications(page); }

@@ -297,8 +297,13 @@ test('two clients see the same events in seq order; every method answers through
   await assert.rejects(a.request('run/delete', { runId: other }), (e: any) => e.code === ErrorCodes.RequestFailed && /is running: stop it first/.test(e.message));
   assert.ok((await a.request('run/get', { runId: other })).run);
   await a.request('run/stop', { runId: other });
+  await b.request('daemon/info', {});
+  assert.ok(!eb.some((e) => e.type === 'run/deleted'), 'a declined delete emits no run/deleted');
   assert.deepEqual(await a.request('run/delete', { runId: other }), { deleted: true });
   assert.ok(!existsSync(join(dir, 'runs', other)));
+  // The other client hears of it (its views drop the run and close the run's panels).
+  await b.request('daemon/info', {});
+  assert.deepEqual(eb.filter((e) => e.type === 'run/deleted').map((e) => e.runId), [other]);
   await assert.rejects(a.request('run/get', { runId: other }), (e: any) => e.code === ErrorCodes.NotFound);
   await assert.rejects(a.request('run/delete', { runId: other }), (e: any) => e.code === ErrorCodes.NotFound);
   await assert.rejects(a.request('run/delete', { runId: 7 as never }), (e: any) => e.code === ErrorCodes.InvalidParams);

@@ -65,6 +65,19 @@ test('live events: started → turns → finished, counters, unknown runs, annot
   assert.deepEqual(m.children({ kind: 'run', runId: 'r1' }).map(nodeKey), ['iter:r1:1', 'iter:r1:2']);
 });
 
+test('run/deleted drops the run, its iterations and rows; a second one (or an unknown run) changes nothing', () => {
+  const m = model();
+  assert.ok(m.row('a'));
+  assert.deepEqual(m.apply({ type: 'run/deleted', seq: 1, runId: 'r1', time: 't' }), { refresh: true });
+  assert.deepEqual(m.roots().map(nodeKey), ['run:r2']);
+  assert.equal(m.run('r1'), undefined);
+  assert.equal(m.row('a'), undefined);
+  assert.equal(m.hasIterations('r1'), false);
+  assert.equal(m.isIterationLoaded('r1', 1), false);
+  assert.deepEqual(m.apply({ type: 'run/deleted', seq: 2, runId: 'r1', time: 't' }), { refresh: false });
+  assert.deepEqual(m.apply({ type: 'run/deleted', seq: 3, runId: 'ghost', time: 't' }), { refresh: false });
+});
+
 test('next/previous trajectory walks the visible rows and crosses iterations', () => {
   const m = model();
   m.setTrajectories('r1', 2, [header('n1', { iteration: 2, promptId: 'p1' })]);

@@ -192,7 +192,9 @@ export async function startServer(opts: ServerOptions): Promise<DaemonServer> {
       requireRun(p.runId);
       if (!controller.delete) throw new RpcError(ErrorCodes.MethodNotFound, 'this daemon does not delete runs');
       try {
-        return { deleted: await controller.delete(p.runId, p.force) };
+        const deleted = await controller.delete(p.runId, p.force);
+        if (deleted) bus.emit({ type: 'run/deleted', runId: p.runId });
+        return { deleted };
       } catch (e) {
         if (e instanceof RunDeleteRefused) throw new RpcError(ErrorCodes.RequestFailed, e.message);
         throw e;

@@ -181,6 +181,10 @@ export class RunsModel {
         if (run.bestPass1 === null || ev.pass1 > run.bestPass1) this.runs.set(ev.runId, { ...run, bestPass1: ev.pass1, bestIteration: ev.iteration });
         return { refresh: true };
       }
+      case 'run/deleted':
+        if (!run) return { refresh: false };
+        this.forgetRun(ev.runId);
+        return { refresh: true };
       case 'annotation/changed':
         return { refresh: this.setAnnotation(ev.annotation.trajectoryId, ev.annotation.label) };
       case 'train/metrics':

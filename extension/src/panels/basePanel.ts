@@ -59,8 +59,17 @@ export abstract class BasePanel implements vscode.Disposable {
         Promise.resolve(this.onMessage(m.data)).catch((e) => this.fail(e));
       }),
       panel.onDidDispose(() => this.dispose()),
+      // A run deleted (from this window or another) takes its panels with it: they would only show errors.
+      ctx.conn.onEvent((ev) => {
+        if (ev.type !== 'run/deleted' || this.disposed || !this.showsRun(ev.runId)) return;
+        ctx.log.info(`${kind} panel closed: run ${ev.runId} was deleted`);
+        this.dispose();
+      }),
     );
   }
+
+  /** Whether the panel shows something of this run (closed when the run is deleted). */
+  protected abstract showsRun(runId: string): boolean;
 
   /** Send to the webview (checked against the schema: a bug here shows in the log, not as a broken panel). */
   protected post(msg: ToWebview): void {

@@ -14,6 +14,7 @@ export class ComparePanel extends BasePanel {
   private result: ResultOf<'compare/iterations'> | undefined;
   private summary: ToWebview | undefined;
   private detail: ToWebview | undefined;
+  private sides: Side[] = [];
 
   static async show(ctx: PanelContext, a: Side, b: Side, promptId: string | null = null, panel?: vscode.WebviewPanel): Promise<ComparePanel> {
     const p = new ComparePanel(panel ?? createPanel('compare', 'Compare', ctx.extensionUri), ctx);
@@ -24,6 +25,7 @@ export class ComparePanel extends BasePanel {
   private constructor(panel: vscode.WebviewPanel, ctx: PanelContext) { super(panel, 'compare', ctx); }
 
   private async load(a: Side, b: Side, promptId: string | null): Promise<void> {
+    this.sides = [a, b];
     try {
       const r = await this.ctx.conn.request('compare/iterations', { a, b });
       this.result = r;
@@ -46,6 +48,8 @@ export class ComparePanel extends BasePanel {
     this.detail = { type: 'compareDetail', promptId, a: viewFromTrajectory(a, 'eval'), b: viewFromTrajectory(b, 'eval'), divergeTurn: firstDivergingTurn(a.trajectory.turns, b.trajectory.turns) };
     this.post(this.detail);
   }
+
+  protected showsRun(runId: string): boolean { return this.sides.some((s) => s.runId === runId); }
 
   protected resend(): void {
     if (this.summary) this.post(this.summary);

@@ -77,6 +77,8 @@ export class MetricsPanel extends BasePanel {
     this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: pts, replace: false });
   }
 
+  protected showsRun(runId: string): boolean { return this.runId === runId; }
+
   protected resend(): void {
     this.post({ type: 'metrics', runId: this.runId, title: this.title(), points: this.points, replace: true });
     this.post({ type: 'evals', runId: this.runId, evals: this.evals });

@@ -57,6 +57,8 @@ export class PairPanel extends BasePanel {
 
   protected resend(): void { if (this.last) this.post(this.last); }
 
+  protected showsRun(runId: string): boolean { return this.runId === runId; }
+
   protected async onMessage(msg: FromWebview): Promise<void> {
     if (msg.type === 'stepPair') {
       const j = this.index + msg.delta;

@@ -68,6 +68,8 @@ export class TrajectoryPanel extends BasePanel {
 
   protected resend(): void { this.send(); }
 
+  protected showsRun(runId: string): boolean { return this.view?.runId === runId; }
+
   private onEvent(ev: DaemonEvent): void {
     const v = this.view;
     if (!v) return;
