@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { Trajectory } from '@mathagent/shared';
 import { mcnemarExact, svgPlot } from '../../daemon/src/pipeline/experimentReport';
 import { planFor, ARMS } from '../../daemon/src/pipeline/experiment';
 
@@ -52,8 +53,27 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     }
     runs['raft/1'] = store.createRun({ config: RunConfig.parse({ iterations: 3 }) }).id;
     for (const t of [1, 2, 3]) evalOf(runs['raft/1']!, t, 5);
+    // What each arm trained on: M-DPO its pairs (the iteration row), RAFT one usable correct sample of every prompt
+    // that has one (recomputed from the samples): prompt a mixed, b all correct, c all wrong, d correct only with
+    // a tool error. 1 pair; RAFT 2 trajectories.
+    const sample = (runId: string, promptId: string, sampleIndex: number, reward: number, toolError = false): Trajectory => ({
+      id: `${runId}-${promptId}-${sampleIndex}`, runId, iteration: 1, promptId, sampleIndex, policy: 'p', question: 'q', reference: '1',
+      template: 'mathagent', promptText: '', promptTokenIds: [],
+      turns: [{ index: 0, action: { text: '', tokenIds: [], logprobs: [] }, finishReason: 'stop', toolCall: null,
+        observation: { output: toolError ? 'Error: x' : '1', text: '', tokenIds: [], error: toolError, durationMs: 1 } }],
+      extractedAnswer: null, reward, outcome: reward ? 'correct' : 'wrong', truncation: null, tokenIds: [], actionMask: [], retokenized: false, createdAt: '',
+    });
+    for (const key of ['mdpo/1', 'raft/1']) {
+      const id = runs[key]!;
+      store.insertTrajectories([sample(id, 'a', 0, 1), sample(id, 'a', 1, 1), sample(id, 'a', 2, 0), sample(id, 'b', 0, 1), sample(id, 'b', 1, 1),
+        sample(id, 'c', 0, 0), sample(id, 'd', 0, 1, true), sample(id, 'd', 1, 0)], 'train');
+      store.upsertIteration({ runId: id, iteration: 1, stage: 'eval', pairs: 1 });
+    }
     const { markdown, svg } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs, startedAt: 'x', wallSeconds: 60 }, command: 'c', backend: 'wasm', machine: 'm' });
     assert.match(markdown, /\| SFT \| 1 \| 40\.0 \|/);
+    assert.match(markdown, /trained on\/iter \|/);
+    assert.match(markdown, /\| M-DPO \(ref = previous\) \| 1 \|[^\n]*\| 1 \|\n/, 'M-DPO trained on its 1 pair');
+    assert.match(markdown, /\| RAFT \| 1 \|[^\n]*\| 2 \|\n/, 'RAFT trained on 2 trajectories (the all-correct prompt too)');
     assert.match(markdown, /\| M-DPO \(ref = previous\) \| 1 \| 40\.0 \| 50\.0 \| 60\.0 \| 70\.0 \|/, 'the curve starts at the SFT run\'s score');
     assert.match(markdown, /\| M-DPO \(ref = previous\), final \| 2 \| 75\.0 \| 7\.1 \| 70\.0–80\.0 \|/);
     assert.match(markdown, /\| M-DPO \(ref = previous\) \| RAFT \| 1 \| 2 \| 0 \| 0\.50 \|/);

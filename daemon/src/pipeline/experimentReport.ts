@@ -6,6 +6,7 @@
 import type { Store } from '../store';
 import { ARMS, type ExperimentState } from './experiment';
 import { runProblems } from './execute';
+import { selectRaft } from './pairs';
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : (100 * x).toFixed(1));
 
@@ -54,6 +55,16 @@ export function svgPlot(series: Series[], opts: { title: string; width?: number;
   return out.join('\n');
 }
 
+/**
+ * How many trajectories RAFT trained on in an iteration: its selection, recomputed from the stored samples (the
+ * iteration row counts the pairs every run builds, and RAFT also keeps prompts whose samples were all correct).
+ */
+function raftSetSize(store: Store, runId: string, iteration: number): number {
+  const keep = store.getRun(runId)?.config.train.raftKeep ?? 1;
+  // The count does not depend on the seed: every prompt gives min(keep, its usable correct samples).
+  return selectRaft(store.listTrajectories(runId, iteration, 'train'), { seed: 0, keep, overrides: store.rewardOverrides(runId) }).length;
+}
+
 export interface ReportInput { store: Store; state: ExperimentState; command: string; backend: string; machine: string }
 
 export function experimentReport(r: ReportInput): { markdown: string; svg: string } {
@@ -66,7 +77,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
   // As many iteration columns as the runs have (3 for paper-mini; fewer with --set iterations=N).
   const lastIt = Math.max(1, ...Object.values(state.runs).flatMap((id) => evalsOf(id).map((e) => e.iteration)));
   const its = Array.from({ length: lastIt }, (_, i) => i + 1);
-  const header = `| method | seed | SFT | ${its.map((t) => `iter ${t}`).join(' | ')} | 95% CI (final) | pass@k (final) | turns | tool err | pairs/iter |`;
+  const header = `| method | seed | SFT | ${its.map((t) => `iter ${t}`).join(' | ')} | 95% CI (final) | pass@k (final) | turns | tool err | trained on/iter |`;
   rows.push(header, '|' + ' --- |'.repeat(8 + lastIt));
   const sftEvals = seeds.map((s) => evalsOf(state.runs[`sft/${s}`]).find((e) => e.iteration === 0));
   const sftOutcomes = new Map(seeds.flatMap((s, i) => {
@@ -89,7 +100,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       const sft = sftEvals[seeds.indexOf(s)];
       const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, ...its.map((t) => byIt(t)?.pass1 ?? null)];
       perSeed.push(curve.map((x) => x ?? NaN));
-      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => i.pairs);
+      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => (arm.algorithm === 'raft' ? raftSetSize(store, runId, i.iteration) : i.pairs));
       rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
       if (final && final.iteration > 0) finalOutcomes.set(`${arm.key}/${s}`, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }
