@@ -123,6 +123,7 @@ export const RunConfig = z.strictObject({
     nllWeight: d(z.number().min(0).default(0.2), 'Weight of an NLL term on the chosen trajectory\'s action tokens.'),
     reference: d(z.enum(['previous', 'sft']).default('previous'), 'Reference model: the previous iteration\'s model, or the fixed SFT model.'),
     raftKeep: d(z.number().int().min(1).default(1), 'RAFT: correct trajectories kept per prompt.'),
+    raftFrom: d(z.enum(['all', 'pairs']).default('all'), 'RAFT\'s data: correct samples of every prompt that has one (all), or only the chosen trajectories of the pairs M-DPO would train on (pairs: the same positive data as M-DPO, an ablation; raftKeep does not apply).'),
     pairsPerPrompt: d(z.number().int().min(1).default(1), 'Pairs drawn per prompt: the paper\'s one random correct against one random wrong trajectory, plus distinct further pairs from the same samples when > 1.'),
   }).prefault({}),
   eval: z.strictObject({

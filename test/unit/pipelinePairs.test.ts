@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Trajectory } from '@mathagent/shared';
-import { buildPairs, selectRaft } from '../../daemon/src/pipeline/pairs';
+import { buildPairs, raftTrainingSet, selectRaft } from '../../daemon/src/pipeline/pairs';
 import { passAtK, wilson95 } from '../../daemon/src/pipeline/stats';
 
 function traj(promptId: string, sampleIndex: number, reward: number, toolError = false): Trajectory {
@@ -76,4 +76,15 @@ test('pass@k and Wilson interval match hand-computed values', () => {
   assert.ok(Math.abs(passAtK(4, 1, 2) - 0.5) < 1e-12); // 1 - C(3,2)/C(4,2) = 1 - 3/6
   const [lo, hi] = wilson95(50, 100);
   assert.ok(Math.abs(lo - 0.4038) < 1e-3 && Math.abs(hi - 0.5962) < 1e-3);
+});
+
+test('RAFT from "pairs" trains on exactly the pairs\' chosen side; from "all" also on all-correct prompts', () => {
+  const ts = [traj('a', 0, 1), traj('a', 1, 0), traj('b', 0, 1), traj('b', 1, 1), traj('c', 0, 0), traj('d', 0, 1, true), traj('d', 1, 0)];
+  const { pairs } = buildPairs(ts, { seed: 1 });
+  assert.deepEqual(pairs.map((p) => p.chosen.id), ['a-s0']);
+  const fromPairs = raftTrainingSet(ts, pairs, { from: 'pairs', seed: 1, keep: 1 });
+  assert.deepEqual(fromPairs.map((t) => t.id), ['a-s0']);
+  const all = raftTrainingSet(ts, pairs, { from: 'all', seed: 1, keep: 1 });
+  assert.deepEqual(all.map((t) => t.promptId), ['a', 'b'], 'the all-correct prompt b too; c has no correct sample, d only one with a tool error');
+  assert.deepEqual(all, selectRaft(ts, { seed: 1, keep: 1 }));
 });

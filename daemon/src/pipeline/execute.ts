@@ -21,7 +21,7 @@ import { SandboxPool } from '../env/sandbox';
 import { rollout, type RolloutItem } from '../env/rollout';
 import { renderDemo } from '../env/demos';
 import type { Policy } from '../env/policy';
-import { buildPairs, selectRaft } from './pairs';
+import { buildPairs, raftTrainingSet } from './pairs';
 import { evalBreakdown, summarizeEval } from './stats';
 import { hashSeed } from './rng';
 import { toHeader, trajectoryId } from './headers';
@@ -310,7 +310,7 @@ class Execution {
       let steps = 0;
       const tr = this.cfg.train;
       if (this.cfg.algorithm === 'raft') {
-        const kept = selectRaft(trajs, { seed: hashSeed(this.cfg.seed, 'raft', t), keep: tr.raftKeep, overrides: store.rewardOverrides(this.runId) });
+        const kept = raftTrainingSet(trajs, pairs, { from: tr.raftFrom, seed: hashSeed(this.cfg.seed, 'raft', t), keep: tr.raftKeep, overrides: store.rewardOverrides(this.runId) });
         const total = Math.ceil((kept.length * tr.epochs) / tr.batchSize);
         const p = this.progress('train', t, total, `RAFT on ${kept.length} trajectories`);
         if (kept.length) {

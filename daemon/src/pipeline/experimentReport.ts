@@ -59,8 +59,10 @@ export function svgPlot(series: Series[], opts: { title: string; width?: number;
  * How many trajectories RAFT trained on in an iteration: its selection, recomputed from the stored samples (the
  * iteration row counts the pairs every run builds, and RAFT also keeps prompts whose samples were all correct).
  */
-function raftSetSize(store: Store, runId: string, iteration: number): number {
-  const keep = store.getRun(runId)?.config.train.raftKeep ?? 1;
+function raftSetSize(store: Store, runId: string, iteration: number, pairs: number): number {
+  const train = store.getRun(runId)?.config.train;
+  if (train?.raftFrom === 'pairs') return pairs;
+  const keep = train?.raftKeep ?? 1;
   // The count does not depend on the seed: every prompt gives min(keep, its usable correct samples).
   return selectRaft(store.listTrajectories(runId, iteration, 'train'), { seed: 0, keep, overrides: store.rewardOverrides(runId) }).length;
 }
@@ -100,7 +102,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       const sft = sftEvals[seeds.indexOf(s)];
       const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, ...its.map((t) => byIt(t)?.pass1 ?? null)];
       perSeed.push(curve.map((x) => x ?? NaN));
-      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => (arm.algorithm === 'raft' ? raftSetSize(store, runId, i.iteration) : i.pairs));
+      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => (arm.algorithm === 'raft' ? raftSetSize(store, runId, i.iteration, i.pairs) : i.pairs));
       rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
       if (final && final.iteration > 0) finalOutcomes.set(`${arm.key}/${s}`, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }

@@ -88,6 +88,18 @@ function morePairs(promptId: string, correct: Trajectory[], wrong: Trajectory[],
   return out;
 }
 
+/**
+ * RAFT's training set for an iteration: `from: 'all'` is `selectRaft` (every prompt with a usable correct sample);
+ * `from: 'pairs'` is exactly the chosen side of the iteration's pairs, the positive data M-DPO sees, so that an
+ * ablation can tell the negative gradient's effect from RAFT's extra (all-correct) prompts.
+ */
+export function raftTrainingSet(
+  trajs: readonly Trajectory[], pairs: ReadonlyArray<{ chosen: Trajectory }>,
+  opts: { from: 'all' | 'pairs'; seed: number; keep: number; overrides?: ReadonlyMap<string, number> },
+): Trajectory[] {
+  return opts.from === 'pairs' ? pairs.map((p) => p.chosen) : selectRaft(trajs, opts);
+}
+
 /** RAFT: keep up to `keep` correct (tool-error-free) trajectories per prompt. */
 export function selectRaft(trajs: readonly Trajectory[], opts: { seed: number; keep: number; overrides?: ReadonlyMap<string, number> }): Trajectory[] {
   const rand = mulberry32(opts.seed);
