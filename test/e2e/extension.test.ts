@@ -183,12 +183,22 @@ test('extension e2e in a real VS Code: smoke run, live tree, step, annotate, scr
     await screenshot(p, 'compare', 'light');
 
     // Dark theme: the same panels again (switching tabs also exercises the webviews' state restore).
-    await runCommand(p, 'Preferences: Color Theme');
-    // The picker lists themes by label ("Dark Modern"); the setting value is "Default Dark Modern".
-    await p.locator('.quick-input-widget input.input').fill('Dark Modern');
-    const themeRow = p.locator('.quick-input-widget .monaco-list-row').filter({ has: p.locator('.label-name', { hasText: /^\s*(Default )?Dark Modern\s*$/ }) }).first();
-    await themeRow.click({ timeout: 10_000 });
-    await p.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
+    // VS Code's own picker closes when focus moves (a webview settling can take it), so try again if it does.
+    for (let attempt = 1; ; attempt++) {
+      await runCommand(p, 'Preferences: Color Theme');
+      // The picker lists themes by label ("Dark Modern"); the setting value is "Default Dark Modern".
+      await p.locator('.quick-input-widget input.input').fill('Dark Modern');
+      const themeRow = p.locator('.quick-input-widget .monaco-list-row').filter({ has: p.locator('.label-name', { hasText: /^\s*(Default )?Dark Modern\s*$/ }) }).first();
+      try {
+        await themeRow.click({ timeout: 10_000 });
+        await p.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 30_000 });
+        break;
+      } catch (e) {
+        if (attempt === 3) throw e;
+        t.diagnostic(`theme picker attempt ${attempt} failed (${(e as Error).message.split('\n')[0]}); again`);
+        await p.keyboard.press('Escape');
+      }
+    }
     for (const [tab, name, ready] of [['Compare', 'compare', '.badge'], ['Metrics', 'metrics', '.chart svg'], ['Trajectory', 'trajectory', '#turn-indicator'], ['Pair', 'pair', pairReady]] as const) {
       await p.locator('.tabs-container .tab', { hasText: tab }).first().click();
       await webview(p).locator(ready).first().waitFor({ timeout: 30_000 });

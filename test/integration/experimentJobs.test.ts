@@ -36,7 +36,7 @@ test('experiment --jobs 2: runs two at a time in child processes on one store, r
     assert.doesNotMatch(r.stderr, /could not store/);
     assert.match(r.stderr, /2 runs at once/);
     const state = JSON.parse(readFileSync(join(dir, 'experiments', 'paper-mini.json'), 'utf8')) as { runs: Record<string, string>; wallSeconds: number };
-    assert.deepEqual(Object.keys(state.runs).sort(), ['dpo_unmasked/1', 'mdpo/1', 'mdpo_sftref/1', 'mkto/1', 'raft/1', 'sft/1']);
+    assert.deepEqual(Object.keys(state.runs).sort(), ['dpo_unmasked/1', 'mdpo/1', 'mdpo_sftref/1', 'mkto/1', 'raft/1', 'raft_pairs/1', 'sft/1']);
     const store = openStore(db);
     try {
       const spans: Array<[number, number]> = [];
@@ -55,7 +55,7 @@ test('experiment --jobs 2: runs two at a time in child processes on one store, r
       assert.equal(new Set(seqs).size, seqs.length);
     } finally { store.close(); }
     const report = readFileSync(join(dir, 'out', 'paper-mini.md'), 'utf8');
-    for (const m of ['M-DPO (ref = previous)', 'M-KTO', 'RAFT', 'DPO (no observation mask)']) assert.match(report, new RegExp(`\\| ${m.replace(/[()]/g, '\\$&')} \\| 1 \\|`));
+    for (const m of ['M-DPO (ref = previous)', 'M-KTO', 'RAFT', 'DPO (no observation mask)', "RAFT (pairs' chosen only)"]) assert.match(report, new RegExp(`\\| ${m.replace(/[()]/g, '\\$&')} \\| 1 \\|`));
     assert.match(report, /backend: wasm/);
     // The same command again finds every run finished and starts none.
     const again = await cli(args);

@@ -13,12 +13,13 @@ test('exact McNemar p-values match the binomial tail by hand', () => {
   assert.equal(mcnemarExact(5, 5), 1);
 });
 
-test('the plan runs SFT, M-DPO and RAFT on every seed, the other arms on the first', () => {
+test('the plan runs SFT, M-DPO, RAFT and RAFT on the pairs\' chosen on every seed, the other arms on the first', () => {
   const p = planFor([1, 2, 3]);
-  assert.deepEqual(p.armSeeds.mdpo, [1, 2, 3]);
-  assert.deepEqual(p.armSeeds.raft, [1, 2, 3]);
-  for (const a of ARMS.filter((x) => x.key !== 'mdpo' && x.key !== 'raft')) assert.deepEqual(p.armSeeds[a.key], [1]);
-  assert.deepEqual(ARMS.map((a) => a.key), ['mdpo', 'mdpo_sftref', 'dpo_unmasked', 'mkto', 'raft']);
+  const every = ['mdpo', 'raft', 'raft_pairs'];
+  for (const k of every) assert.deepEqual(p.armSeeds[k], [1, 2, 3]);
+  for (const a of ARMS.filter((x) => !every.includes(x.key))) assert.deepEqual(p.armSeeds[a.key], [1]);
+  assert.deepEqual(ARMS.map((a) => a.key), ['mdpo', 'mdpo_sftref', 'dpo_unmasked', 'mkto', 'raft', 'raft_pairs']);
+  assert.deepEqual(ARMS.find((a) => a.key === 'raft_pairs')?.train, { raftFrom: 'pairs' });
 });
 
 test('the SVG plot has one polyline and legend entry per series', () => {
@@ -133,9 +134,10 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     assert.ok(firstState.wallSeconds >= 0 && Object.keys(firstState.runs).length === 2);
     manager.start = origStart;
     const s = await go();
-    // SFT, M-DPO and RAFT on both seeds, the other three arms on seed 1: 2 + 2 + 2 + 3 runs, the failed one resumed in place.
-    assert.equal(Object.keys(s.runs).length, 9);
-    assert.equal(started.length, 9, 'the failed run was resumed, not started again');
+    // SFT, M-DPO, RAFT and RAFT-on-pairs on both seeds, the other three arms on seed 1: 2 + 2 + 2 + 2 + 3 runs, the
+    // failed one resumed in place.
+    assert.equal(Object.keys(s.runs).length, 11);
+    assert.equal(started.length, 11, 'the failed run was resumed, not started again');
     assert.deepEqual(started.slice(0, 2).map((c) => c.name), ['paper-mini SFT s1', 'paper-mini SFT s2'], 'every SFT run before the arms');
     const arm = started.find((c) => c.name === 'paper-mini mdpo s2')!;
     assert.equal(arm.model.init, `/ck/${s.runs['sft/2']}`);
@@ -143,8 +145,9 @@ test('runExperiment: arms start from their seed\'s SFT checkpoint without re-eva
     assert.equal(arm.sft.enabled, false);
     assert.equal(started.find((c) => c.name === 'paper-mini mdpo_sftref s1')!.train.reference, 'sft');
     // A third call finds everything finished and starts nothing.
+    assert.equal(started.find((c) => c.name === 'paper-mini raft_pairs s2')!.train.raftFrom, 'pairs');
     await go();
-    assert.equal(started.length, 9);
+    assert.equal(started.length, 11);
     await assert.rejects(runExperiment({ store, manager: manager as never, stateFile, preset: 'paper-mini', overrides: {}, seeds: [1] }), /belongs to a different experiment/);
   } finally {
     store.close();

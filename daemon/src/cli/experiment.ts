@@ -20,7 +20,7 @@ import { experimentReport } from '../pipeline/experimentReport';
 export function register(program: Command): void {
   program
     .command('experiment <preset>')
-    .description('run the paper-mini experiment: SFT, then 3 iterations of M-DPO, M-DPO (SFT ref), DPO (unmasked), M-KTO and RAFT')
+    .description('run the paper-mini experiment: SFT, then 3 iterations of M-DPO, M-DPO (SFT ref), DPO (unmasked), M-KTO, RAFT and RAFT on the pairs\' chosen trajectories')
     .option('--seeds <list>', 'comma-separated seeds (SFT, M-DPO and RAFT run on all; the other arms on the first)', '1,2,3')
     .option('-s, --set <key=value...>', 'override a config field for every run (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--backend <name>', 'auto | webgpu | tensorflow | wasm | cpu', 'auto')

@@ -1,7 +1,8 @@
 /**
  * The paper-mini experiment (issue 6): one SFT model per seed, then 3 online iterations of each arm from it —
  * M-DPO (reference = previous iteration), M-DPO (fixed SFT reference), single-turn DPO (no observation mask),
- * M-KTO and RAFT — with the same prompts, budgets and seeds. Each SFT and each arm is an ordinary run in the store
+ * M-KTO, RAFT, and RAFT trained only on the chosen side of M-DPO's pairs (an ablation) — with the same prompts,
+ * budgets and seeds. Each SFT and each arm is an ordinary run in the store
  * (so the extension shows them live); the experiment's own state is a JSON file mapping arms to run ids, so a
  * re-invocation resumes unfinished runs and skips finished ones.
  */
@@ -12,7 +13,14 @@ import type { Store } from '../store';
 import type { RunManager } from './runManager';
 import { deepMerge, PRESETS } from './config';
 
-export interface Arm { key: string; label: string; algorithm: Algorithm; reference: 'previous' | 'sft' }
+export interface Arm {
+  key: string;
+  label: string;
+  algorithm: Algorithm;
+  reference: 'previous' | 'sft';
+  /** More `train` fields for this arm (an ablation's one changed knob). */
+  train?: NonNullable<RunConfigInput['train']>;
+}
 
 export const ARMS: Arm[] = [
   { key: 'mdpo', label: 'M-DPO (ref = previous)', algorithm: 'mdpo', reference: 'previous' },
@@ -20,6 +28,9 @@ export const ARMS: Arm[] = [
   { key: 'dpo_unmasked', label: 'DPO (no observation mask)', algorithm: 'dpo_unmasked', reference: 'previous' },
   { key: 'mkto', label: 'M-KTO', algorithm: 'mkto', reference: 'previous' },
   { key: 'raft', label: 'RAFT', algorithm: 'raft', reference: 'previous' },
+  // The ablation that says why RAFT is ahead: RAFT on exactly the chosen trajectories M-DPO trains on (same samples
+  // in iteration 1, same pairs), so the two differ only by M-DPO's preference term.
+  { key: 'raft_pairs', label: 'RAFT (pairs\' chosen only)', algorithm: 'raft', reference: 'previous', train: { raftFrom: 'pairs' } },
 ];
 
 export interface ExperimentState {
@@ -34,10 +45,10 @@ export interface ExperimentState {
 export interface ExperimentPlan { seeds: number[]; armSeeds: Record<string, number[]> }
 
 /**
- * SFT, M-DPO and RAFT on every seed (≥ 3 for their confidence, and so that the M-DPO-vs-RAFT comparison is not
- * decided by one seed's SFT model); the other arms on the first seed.
+ * SFT, M-DPO, RAFT and RAFT on the pairs' chosen trajectories on every seed (≥ 3 for their confidence, and so that
+ * the M-DPO-vs-RAFT comparison is not decided by one seed's SFT model); the other arms on the first seed.
  */
-export const EVERY_SEED = new Set(['mdpo', 'raft']);
+export const EVERY_SEED = new Set(['mdpo', 'raft', 'raft_pairs']);
 export function planFor(seeds: number[]): ExperimentPlan {
   return { seeds, armSeeds: Object.fromEntries(ARMS.map((a) => [a.key, EVERY_SEED.has(a.key) ? seeds : seeds.slice(0, 1)])) };
 }
@@ -156,7 +167,7 @@ export async function runExperiment(opts: {
           if (!sftCkpt) throw new Error(`SFT run ${sftId} has no iteration-0 checkpoint`);
           return deepMerge(common, {
             name: `${opts.preset} ${arm.key} s${seed}`, seed, algorithm: arm.algorithm,
-            model: { init: sftCkpt.path }, sft: { enabled: false }, train: { reference: arm.reference },
+            model: { init: sftCkpt.path }, sft: { enabled: false }, train: { reference: arm.reference, ...arm.train },
             // The SFT run already evaluated this very model on the same problems (same seed): the report takes it from there.
             eval: { initial: false },
           } satisfies RunConfigInput);

@@ -133,7 +133,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     }
     if (n > 1) paired.push(`| ${labelOf(a)} | ${labelOf(b)} | all ${n} | ${sumBc} | ${sumCb} | ${mcnemarExact(sumBc, sumCb).toPrecision(2)} |`);
   };
-  cmp('mdpo', 'sft'); cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft');
+  cmp('mdpo', 'sft'); cmp('mdpo', 'raft'); cmp('mdpo', 'dpo_unmasked'); cmp('mdpo', 'mdpo_sftref'); cmp('mdpo', 'mkto'); cmp('mkto', 'raft'); cmp('mdpo', 'raft_pairs'); cmp('raft_pairs', 'raft');
   // Across seeds: the mean and spread of the final pass@1 where a method ran on more than one seed.
   const acrossSeeds: string[] = ['| method | seeds | mean | sd | min–max |', '| --- | --- | --- | --- | --- |'];
   const spread = (label: string, xs: number[]) => {
