@@ -29,6 +29,22 @@ test('the SVG plot has one polyline and legend entry per series', () => {
   assert.match(svg, /^<svg /);
 });
 
+test('the SVG plot: a group shares one colour, means are dashed, and the legend column fits the longest label', () => {
+  const long = 'RAFT (pairs\' chosen only) (mean of 5)';
+  const svg = svgPlot([
+    { label: 'A (seed 1)', points: [[0, 0.5], [1, 0.6]], group: 'a' },
+    { label: 'A (mean of 2)', points: [[0, 0.5], [1, 0.55]], group: 'a', dashed: true },
+    { label: long, points: [[0, 0.5], [1, 0.4]] },
+  ], { title: 't' });
+  const strokes = [...svg.matchAll(/<polyline fill="none" stroke="(#[0-9a-f]+)"([^>]*)>/g)].map((m) => [m[1], /dasharray/.test(m[2]!)]);
+  assert.deepEqual(strokes.map((s) => s[1]), [false, true, false]);
+  assert.equal(strokes[0]![0], strokes[1]![0], 'one colour for the group');
+  assert.notEqual(strokes[0]![0], strokes[2]![0]);
+  const width = Number(/width="(\d+)"/.exec(svg)![1]);
+  const legendX = Number(new RegExp(`<text x="(\\d+)" y="\\d+">${long.replace(/[()]/g, '\\$&')}</text>`).exec(svg)![1]);
+  assert.ok(width - legendX >= long.length * 6.5, `the legend has room: ${width - legendX} px for ${long.length} characters`);
+});
+
 test('the report: SFT rows from the SFT runs, arm curves start there, seeds summarised, paired test against SFT', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');

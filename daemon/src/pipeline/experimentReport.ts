@@ -25,10 +25,16 @@ export function mcnemarExact(b: number, c: number): number {
   return Math.min(1, 2 * tail);
 }
 
-interface Series { label: string; points: Array<[number, number]> }
+/**
+ * One line of the plot. Lines of one `group` (a method's first seed and its mean over seeds) share a colour;
+ * `dashed` marks the mean.
+ */
+interface Series { label: string; points: Array<[number, number]>; dashed?: boolean; group?: string }
 
 export function svgPlot(series: Series[], opts: { title: string; width?: number; height?: number }): string {
-  const W = opts.width ?? 640, H = opts.height ?? 360, L = 56, R = 190, T = 36, B = 44;
+  // The legend's column is as wide as its longest label needs (about 6.7 px a character at 12 px sans-serif).
+  const R = Math.max(190, 48 + Math.ceil(Math.max(0, ...series.map((s) => s.label.length)) * 6.7));
+  const W = (opts.width ?? 640) + (R - 190), H = opts.height ?? 360, L = 56, T = 36, B = 44;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const xMax = Math.max(1, ...xs);
@@ -36,7 +42,8 @@ export function svgPlot(series: Series[], opts: { title: string; width?: number;
   const yMax = Math.min(1, Math.ceil((Math.max(...ys, 0) * 100 + 5) / 10) * 10 / 100);
   const px = (x: number) => L + (x / xMax) * (W - L - R);
   const py = (y: number) => T + (1 - (y - yMin) / Math.max(1e-9, yMax - yMin)) * (H - T - B);
-  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2'];
+  // Ten distinct colours (matplotlib's tab10), one per method.
+  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2 - R / 2}" y="20" text-anchor="middle" font-size="14">${opts.title}</text>`];
   for (let t = Math.round(yMin * 10); t <= Math.round(yMax * 10); t++) {
@@ -45,11 +52,13 @@ export function svgPlot(series: Series[], opts: { title: string; width?: number;
   }
   for (let x = 0; x <= xMax; x++) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x === 0 ? 'SFT' : `iter ${x}`}</text>`);
   out.push(`<text x="${L + (W - L - R) / 2}" y="${H - 8}" text-anchor="middle">iteration</text>`, `<text x="14" y="${T + (H - T - B) / 2}" transform="rotate(-90 14 ${T + (H - T - B) / 2})" text-anchor="middle">greedy pass@1 (held-out)</text>`);
+  const groups = [...new Set(series.map((s) => s.group ?? s.label))];
   series.forEach((s, i) => {
-    const c = colors[i % colors.length];
-    out.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ')}"/>`);
+    const c = colors[groups.indexOf(s.group ?? s.label) % colors.length];
+    const dash = s.dashed ? ' stroke-dasharray="6 3"' : '';
+    out.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${s.points.map(([x, y]) => `${px(x)},${py(y)}`).join(' ')}"/>`);
     for (const [x, y] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${c}"/>`);
-    out.push(`<line x1="${W - R + 12}" x2="${W - R + 32}" y1="${T + 8 + i * 18}" y2="${T + 8 + i * 18}" stroke="${c}" stroke-width="2"/>`, `<text x="${W - R + 38}" y="${T + 12 + i * 18}">${s.label}</text>`);
+    out.push(`<line x1="${W - R + 12}" x2="${W - R + 32}" y1="${T + 8 + i * 18}" y2="${T + 8 + i * 18}" stroke="${c}" stroke-width="2"${dash}/>`, `<text x="${W - R + 38}" y="${T + 12 + i * 18}">${s.label}</text>`);
   });
   out.push('</svg>');
   return out.join('\n');
@@ -111,8 +120,8 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       // method ran on several seeds.
       const pointsOf = (curves: number[][]) => [0, ...its].map((t) => curves.map((c) => c[t]!).filter((x) => !Number.isNaN(x)))
         .flatMap((xs, t) => (xs.length ? [[t, xs.reduce((a, b) => a + b, 0) / xs.length] as [number, number]] : []));
-      series.push({ label: arm.label + (perSeed.length > 1 ? ` (seed ${seeds[0]})` : ''), points: pointsOf(perSeed.slice(0, 1)) });
-      if (perSeed.length > 1) series.push({ label: `${arm.label} (mean of ${perSeed.length})`, points: pointsOf(perSeed) });
+      series.push({ label: arm.label + (perSeed.length > 1 ? ` (seed ${seeds[0]})` : ''), points: pointsOf(perSeed.slice(0, 1)), group: arm.key });
+      if (perSeed.length > 1) series.push({ label: `${arm.label} (mean of ${perSeed.length})`, points: pointsOf(perSeed), dashed: true, group: arm.key });
     }
   }
   // Paired comparisons: on each seed (every method of a seed is evaluated on that seed's problems), and pooled over
