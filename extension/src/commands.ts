@@ -209,7 +209,7 @@ export function registerCommands(ctx: vscode.ExtensionContext, conn: Connection,
     const label = await vscode.window.showQuickPick(AnnotationLabel.options.map((l) => ({ label: ANNOTATION_LABELS[l], description: l === existing?.label ? `${l} (current)` : l, value: l })),
       { title: `Annotate failure${turn !== null ? ` (turn ${turn + 1})` : ''}`, placeHolder: 'What went wrong?', ...STEP });
     if (!label) return;
-    const note = await vscode.window.showInputBox({ title: `Note for "${ANNOTATION_LABELS[label.value]}"`, prompt: 'Free text (optional); Enter to save', value: existing?.note ?? '', ignoreFocusOut: true });
+    const note = await vscode.window.showInputBox({ title: `Note for "${ANNOTATION_LABELS[label.value]}"`, prompt: 'Free text (optional); Enter to save', value: existing?.note ?? '', ...STEP });
     if (note === undefined) return;
     let rewardOverride: number | null = null;
     if (label.value === 'grader_disagreement') {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Trajectory } from '@mathagent/shared';
+import { gradedTrajectory } from './pairFixtures';
 import { mcnemarExact, svgPlot } from '../../daemon/src/pipeline/experimentReport';
 import { planFor, ARMS } from '../../daemon/src/pipeline/experiment';
 
@@ -73,13 +73,8 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
     // What each arm trained on: M-DPO its pairs (the iteration row), RAFT one usable correct sample of every prompt
     // that has one (recomputed from the samples): prompt a mixed, b all correct, c all wrong, d correct only with
     // a tool error. 1 pair; RAFT 2 trajectories.
-    const sample = (runId: string, promptId: string, sampleIndex: number, reward: number, toolError = false): Trajectory => ({
-      id: `${runId}-${promptId}-${sampleIndex}`, runId, iteration: 1, promptId, sampleIndex, policy: 'p', question: 'q', reference: '1',
-      template: 'mathagent', promptText: '', promptTokenIds: [],
-      turns: [{ index: 0, action: { text: '', tokenIds: [], logprobs: [] }, finishReason: 'stop', toolCall: null,
-        observation: { output: toolError ? 'Error: x' : '1', text: '', tokenIds: [], error: toolError, durationMs: 1 } }],
-      extractedAnswer: null, reward, outcome: reward ? 'correct' : 'wrong', truncation: null, tokenIds: [], actionMask: [], retokenized: false, createdAt: '',
-    });
+    const sample = (runId: string, promptId: string, sampleIndex: number, reward: number, toolError = false) =>
+      gradedTrajectory(promptId, sampleIndex, reward, toolError, { runId, id: `${runId}-${promptId}-${sampleIndex}` });
     for (const key of ['mdpo/1', 'raft/1']) {
       const id = runs[key]!;
       store.insertTrajectories([sample(id, 'a', 0, 1), sample(id, 'a', 1, 1), sample(id, 'a', 2, 0), sample(id, 'b', 0, 1), sample(id, 'b', 1, 1),

@@ -1,19 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { gradedTrajectory } from './pairFixtures';
 import type { Trajectory } from '@mathagent/shared';
 import { buildPairs, raftTrainingSet, selectRaft } from '../../daemon/src/pipeline/pairs';
 import { passAtK, wilson95 } from '../../daemon/src/pipeline/stats';
 
-function traj(promptId: string, sampleIndex: number, reward: number, toolError = false): Trajectory {
-  return {
-    id: `${promptId}-s${sampleIndex}`, runId: 'r', iteration: 1, promptId, sampleIndex, policy: 'p', question: 'q', reference: '1',
-    template: 'mathagent', promptText: '', promptTokenIds: [],
-    turns: [{ index: 0, action: { text: '', tokenIds: [], logprobs: [] }, finishReason: 'stop', toolCall: null,
-      observation: { output: toolError ? 'Error: x' : '1', text: '', tokenIds: [], error: toolError, durationMs: 1 } }],
-    extractedAnswer: null, reward, outcome: reward ? 'correct' : 'wrong', truncation: null, tokenIds: [], actionMask: [],
-    retokenized: false, createdAt: '',
-  };
-}
+const traj = gradedTrajectory;
 
 test('one pair per mixed prompt; all-correct, all-wrong and tool-error-only-correct prompts are skipped and counted', () => {
   const ts = [

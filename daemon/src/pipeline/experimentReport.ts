@@ -32,9 +32,11 @@ export function mcnemarExact(b: number, c: number): number {
 interface Series { label: string; points: Array<[number, number]>; dashed?: boolean; group?: string }
 
 export function svgPlot(series: Series[], opts: { title: string; width?: number; height?: number }): string {
-  // The legend's column is as wide as its longest label needs (about 6.7 px a character at 12 px sans-serif).
-  const R = Math.max(190, 48 + Math.ceil(Math.max(0, ...series.map((s) => s.label.length)) * 6.7));
-  const W = (opts.width ?? 640) + (R - 190), H = opts.height ?? 360, L = 56, T = 36, B = 44;
+  // The legend's column is as wide as its longest label needs (about 6.7 px a character at 12 px sans-serif); the
+  // plot keeps its width and the picture grows by whatever the legend needs beyond its minimum.
+  const minLegend = 190;
+  const R = Math.max(minLegend, 48 + Math.ceil(Math.max(0, ...series.map((s) => s.label.length)) * 6.7));
+  const W = (opts.width ?? 640) + (R - minLegend), H = opts.height ?? 360, L = 56, T = 36, B = 44;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   const xMax = Math.max(1, ...xs);
@@ -68,12 +70,13 @@ export function svgPlot(series: Series[], opts: { title: string; width?: number;
  * How many trajectories RAFT trained on in an iteration: its selection, recomputed from the stored samples (the
  * iteration row counts the pairs every run builds, and RAFT also keeps prompts whose samples were all correct).
  */
-function raftSetSize(store: Store, runId: string, iteration: number, pairs: number): number {
+function raftSetSizes(store: Store, runId: string, iterations: ReadonlyArray<{ iteration: number; pairs: number }>): number[] {
   const train = store.getRun(runId)?.config.train;
-  if (train?.raftFrom === 'pairs') return pairs;
+  if (train?.raftFrom === 'pairs') return iterations.map((i) => i.pairs);
   const keep = train?.raftKeep ?? 1;
+  const overrides = store.rewardOverrides(runId);
   // The count does not depend on the seed: every prompt gives min(keep, its usable correct samples).
-  return selectRaft(store.listTrajectories(runId, iteration, 'train'), { seed: 0, keep, overrides: store.rewardOverrides(runId) }).length;
+  return iterations.map((i) => selectRaft(store.listTrajectories(runId, i.iteration, 'train'), { seed: 0, keep, overrides }).length);
 }
 
 export interface ReportInput { store: Store; state: ExperimentState; command: string; backend: string; machine: string }
@@ -111,7 +114,8 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
       const sft = sftEvals[seeds.indexOf(s)];
       const curve = [sft?.pass1 ?? byIt(0)?.pass1 ?? null, ...its.map((t) => byIt(t)?.pass1 ?? null)];
       perSeed.push(curve.map((x) => x ?? NaN));
-      const pairs = iterations.filter((i) => i.iteration > 0).map((i) => (arm.algorithm === 'raft' ? raftSetSize(store, runId, i.iteration, i.pairs) : i.pairs));
+      const online = iterations.filter((i) => i.iteration > 0);
+      const pairs = arm.algorithm === 'raft' ? raftSetSizes(store, runId, online) : online.map((i) => i.pairs);
       rows.push(`| ${arm.label} | ${s} | ${curve.map(pct).join(' | ')} | ${final ? `${pct(final.ci95[0])}–${pct(final.ci95[1])}` : '–'} | ${pct(final?.passK)}${final ? ` (k=${final.k})` : ''} | ${final?.meanTurns.toFixed(2) ?? '–'} | ${pct(final?.toolErrorRate)} | ${pairs.join('/')} |`);
       if (final && final.iteration > 0) finalOutcomes.set(`${arm.key}/${s}`, new Map(final.problems.map((p) => [p.promptId, p.correct])));
     }
