@@ -55,15 +55,16 @@ export const PRESETS: Record<string, RunConfigInput> = {
    * The miniature reproduction (issue 6; docs/results/paper-mini.md). Level-1 problems (two tool calls), held-out
    * problems from the training distribution (heldOut 'same': the 'shifted' split left the SFT model at 10%, too hard
    * for any effect to show), and a learnable mistake: 60% of the discount and units demonstrations are flawed.
-   * 600 SFT steps at a constant rate: the small model learns to copy digits between steps ~430 and 500
-   * (docs/model.md). Budgets sized for a 2-core CPU: see the report for where the time goes.
+   * 1200 SFT steps at a constant rate: the small model learns to copy digits between steps ~430 and 500
+   * (docs/model.md), and at 600 it still slipped on digits often enough to hide most of what preference learning
+   * does (docs/results/sft600/). Budgets sized for a 2-core CPU: see the report for where the time goes.
    */
   'paper-mini': {
     name: 'paper-mini',
     iterations: 3,
     model: { preset: 'small' },
     data: { dataset: 'synthetic', trainPrompts: 96, evalPrompts: 1000, devPrompts: 0, difficulty: 1, heldOut: 'same' },
-    sft: { enabled: true, demos: 8000, flawedShare: 0.2, flawFamilies: ['discount', 'units'], steps: 600, lr: 2e-3, schedule: 'constant', batchSize: 16 },
+    sft: { enabled: true, demos: 8000, flawedShare: 0.2, flawFamilies: ['discount', 'units'], steps: 1200, lr: 2e-3, schedule: 'constant', batchSize: 16 },
     sampling: { samplesPerPrompt: 8, temperature: 0.7, batchSize: 64 },
     limits: { maxTurns: 5, maxTurnTokens: 160, maxTrajectoryTokens: 512 },
     train: { lr: 2e-4, batchSize: 16, microBatchSize: 8, warmupSteps: 2, epochs: 2, nllWeight: 1 },
