@@ -81,7 +81,16 @@ test('the report: SFT rows from the SFT runs, arm curves start there, seeds summ
         sample(id, 'c', 0, 0), sample(id, 'd', 0, 1, true), sample(id, 'd', 1, 0)], 'train');
       store.upsertIteration({ runId: id, iteration: 1, stage: 'eval', pairs: 1 });
     }
-    const { markdown, svg } = experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs, startedAt: 'x', wallSeconds: 60 }, command: 'c', backend: 'wasm', machine: 'm' });
+    const report = () => experimentReport({ store, state: { preset: 'paper-mini', overrides: {}, runs, startedAt: 'x', wallSeconds: 60 }, command: 'c', backend: 'wasm', machine: 'm' });
+    assert.doesNotMatch(report().markdown, /Where the time goes/, 'no status events stored: no time section');
+    // Where the time went, from the runs' stored status events: SFT 30 s, then M-DPO sampling 20 s and eval 10 s.
+    const status = (runId: string, s: number, stage: 'sft' | 'sample' | 'eval' | 'done', state: 'running' | 'finished' = 'running') =>
+      ({ type: 'run/status' as const, runId, seq: 0, time: new Date(Date.UTC(2026, 11, 3) + s * 1000).toISOString(), state, stage, iteration: 1, progress: null, error: null });
+    store.appendEvents([status(runs['sft/1']!, 0, 'sft'), status(runs['sft/1']!, 30, 'done', 'finished'),
+      status(runs['mdpo/1']!, 30, 'sample'), status(runs['mdpo/1']!, 50, 'eval'), status(runs['mdpo/1']!, 60, 'done', 'finished')]);
+    const { markdown, svg } = report();
+    assert.match(markdown, /## Where the time goes\n\n2 runs took 1\.0 run-minutes in 1\.0 minutes of wall time/);
+    assert.match(markdown, /\| SFT \| 0\.5 \| 50% \|/);
     assert.match(markdown, /\| SFT \| 1 \| 40\.0 \|/);
     assert.match(markdown, /trained on\/iter \|/);
     assert.match(markdown, /\| M-DPO \(ref = previous\) \| 1 \|[^\n]*\| 1 \|\n/, 'M-DPO trained on its 1 pair');

@@ -7,6 +7,7 @@ import type { Store } from '../store';
 import { ARMS, type ExperimentState } from './experiment';
 import { runProblems } from './execute';
 import { selectRaft } from './pairs';
+import { timeSection } from './stageTimes';
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : (100 * x).toFixed(1));
 
@@ -163,6 +164,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     }));
   }
   const families = familyTable(store, state, seeds);
+  const time = timeSection(Object.entries(state.runs).map(([key, id]) => ({ kind: key.startsWith('sft/') ? 'SFT runs' : 'online runs', events: store.statusEvents(id) })), state.wallSeconds);
   const svg = svgPlot(series, { title: `${state.preset}: held-out greedy pass@1 per iteration` });
   const markdown = [
     `# ${state.preset}: the paper's findings in miniature`,
@@ -182,6 +184,7 @@ export function experimentReport(r: ReportInput): { markdown: string; svg: strin
     '',
     ...paired,
     '',
+    ...(time.length ? ['## Where the time goes', '', ...time] : []),
     `Runs: ${Object.entries(state.runs).map(([k, v]) => `${k} → \`${v}\``).join(', ')}`,
     '',
   ].join('\n');

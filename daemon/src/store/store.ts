@@ -668,6 +668,12 @@ export class Store {
     return rows.map((r) => JSON.parse(r.json) as DaemonEvent);
   }
 
+  /** A run's `run/status` events, oldest first (where its time went: stageTimes.ts). */
+  statusEvents(runId: string): Array<Extract<DaemonEvent, { type: 'run/status' }>> {
+    const rows = this.stmt("SELECT json FROM events WHERE run_id = ? AND type = 'run/status' ORDER BY seq").all(runId) as { json: string }[];
+    return rows.map((r) => JSON.parse(r.json) as Extract<DaemonEvent, { type: 'run/status' }>);
+  }
+
   lastSeq(): number {
     return (this.stmt('SELECT coalesce(max(seq), 0) AS s FROM events').get() as { s: number }).s;
   }
