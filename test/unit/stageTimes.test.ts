@@ -33,3 +33,12 @@ test('the time section: run-minutes per stage, per kind of run, against the wall
   assert.match(text, /- online runs: 2 runs, 4\.0–6\.0 minutes each \(median 5\.0\)/);
   assert.deepEqual(timeSection([{ kind: 'SFT runs', events: [] }], 60), []);
 });
+
+test('median: the middle value, the mean of the middle two, NaN for none; the input is left as it was', async () => {
+  const { median } = await import('../../daemon/src/pipeline/stats');
+  const xs = [5, 1, 3];
+  assert.equal(median(xs), 3);
+  assert.deepEqual(xs, [5, 1, 3]);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.ok(Number.isNaN(median([])));
+});

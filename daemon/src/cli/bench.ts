@@ -11,6 +11,7 @@ import { initBackend, type BackendName, BACKEND_NAMES } from '../model/backends'
 import { GPT, presetConfig, type GPTConfig, type PresetName } from '../model/gpt';
 import { ByteTokenizer } from '../model/tokenizer';
 import { LocalPolicy } from '../model/localPolicy';
+import { median } from '../pipeline/stats';
 
 export interface BenchOptions {
   backend: BackendName;
@@ -30,11 +31,6 @@ export interface Benchmark {
 
 const SPECIALS = ['<|pad|>', '<|user|>', '<|assistant|>', '<|end|>', '<|output|>', '<|/output|>'];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 
 /** Wait for all queued device work (webgpu is asynchronous; wasm/cpu return at once). */

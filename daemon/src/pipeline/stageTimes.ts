@@ -4,6 +4,7 @@
  * The experiment report sums this over its runs (issue 6 asks where the time goes; the logs only say it in prose).
  */
 import type { DaemonEvent, Stage } from '@mathagent/shared';
+import { median } from './stats';
 
 export type RunStatusEvent = Extract<DaemonEvent, { type: 'run/status' }>;
 /** A stage, or 'setup' for running time outside any stage (building the model, loading data, checkpoints). */
@@ -58,8 +59,7 @@ export function timeSection(runs: ReadonlyArray<{ kind: string; events: readonly
   const kinds = [...new Set(perRun.map((r) => r.kind))];
   for (const k of kinds) {
     const xs = perRun.filter((r) => r.kind === k).map((r) => total(r.stages)).sort((a, b) => a - b);
-    const med = xs.length % 2 ? xs[(xs.length - 1) / 2]! : (xs[xs.length / 2 - 1]! + xs[xs.length / 2]!) / 2;
-    lines.push(`- ${k}: ${xs.length} runs, ${min(xs[0]!)}–${min(xs[xs.length - 1]!)} minutes each (median ${min(med)}).`);
+    lines.push(`- ${k}: ${xs.length} runs, ${min(xs[0]!)}–${min(xs[xs.length - 1]!)} minutes each (median ${min(median(xs))}).`);
   }
   lines.push('');
   return lines;

@@ -4,6 +4,13 @@
  */
 import type { BreakdownRow, EvalBreakdown } from '@mathagent/shared';
 
+/** The median (the mean of the middle two for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 export function wilson95(successes: number, n: number): [number, number] {
   if (n === 0) return [0, 0];
   const z = 1.959963984540054;
