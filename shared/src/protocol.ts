@@ -291,6 +291,8 @@ export const DaemonEvent = z.discriminatedUnion('type', [
 ]);
 export type DaemonEvent = z.infer<typeof DaemonEvent>;
 export type DaemonEventType = DaemonEvent['type'];
+/** A `run/status` event: state, stage and progress (the extension's views; where a run's time went). */
+export type RunStatusEvent = Extract<DaemonEvent, { type: 'run/status' }>;
 /** An event before the bus assigns `seq` and `time`. */
 export type DaemonEventInput = DaemonEvent extends infer E ? (E extends DaemonEvent ? Omit<E, 'seq' | 'time'> : never) : never;
 

@@ -57,6 +57,8 @@ test('experiment --jobs 2: runs two at a time in child processes on one store, r
     const report = readFileSync(join(dir, 'out', 'paper-mini.md'), 'utf8');
     for (const m of ['M-DPO (ref = previous)', 'M-KTO', 'RAFT', 'DPO (no observation mask)', "RAFT (pairs' chosen only)"]) assert.match(report, new RegExp(`\\| ${m.replace(/[()]/g, '\\$&')} \\| 1 \\|`));
     assert.match(report, /backend: wasm/);
+    // Where the time went, from the status events the child processes stored: every run of the experiment counted.
+    assert.match(report, /## Where the time goes\n\n7 runs took [\d.]+ run-minutes/);
     // The same command again finds every run finished and starts none.
     const again = await cli(args);
     assert.equal(again.code, 0, again.stderr.slice(-2000));

@@ -1,5 +1,5 @@
 /** Builders of valid protocol objects for the extension's unit tests. */
-import type { DaemonEvent, RunSummary, TrajectoryHeader, Turn } from '@mathagent/shared';
+import type { DaemonEvent, RunStatusEvent, RunSummary, TrajectoryHeader, Turn } from '@mathagent/shared';
 
 export function run(id: string, createdAt = '2025-01-01T00:00:00Z', extra: Partial<RunSummary> = {}): RunSummary {
   return { id, name: id, kind: 'train', algorithm: 'mdpo', state: 'running', stage: 'sample', iteration: 1, iterations: 3, createdAt, updatedAt: createdAt,
@@ -25,6 +25,6 @@ export function started(seq: number, id: string, runId = 'r1', iteration = 1, pr
 export function log(seq: number, message = 'hi', runId = 'r1'): DaemonEvent {
   return { type: 'log', seq, runId, time: T, level: 'info', message };
 }
-export function status(seq: number, extra: Partial<Extract<DaemonEvent, { type: 'run/status' }>> = {}): DaemonEvent {
+export function status(seq: number, extra: Partial<RunStatusEvent> = {}): DaemonEvent {
   return { type: 'run/status', seq, runId: 'r1', time: T, state: 'running', stage: 'sample', iteration: 1, progress: null, error: null, ...extra };
 }

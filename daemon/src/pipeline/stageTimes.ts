@@ -3,10 +3,10 @@
  * the stage and a timestamp, so the time between one status event and the next belongs to the first one's stage.
  * The experiment report sums this over its runs (issue 6 asks where the time goes; the logs only say it in prose).
  */
-import type { DaemonEvent, Stage } from '@mathagent/shared';
+import type { RunStatusEvent, Stage } from '@mathagent/shared';
 import { median } from './stats';
 
-export type RunStatusEvent = Extract<DaemonEvent, { type: 'run/status' }>;
+export type { RunStatusEvent };
 /** A stage, or 'setup' for running time outside any stage (building the model, loading data, checkpoints). */
 export type TimedStage = Stage | 'setup';
 
@@ -34,14 +34,16 @@ const ORDER: ReadonlyArray<[TimedStage, string]> = [
 
 /**
  * The report's "Where the time goes" section: run-minutes per stage over all runs, each run's total by kind, and
- * the run time against the wall time. `runs` maps a label kind ('SFT', 'arms') to each run's events; empty when
- * no run has stored status events (they were pruned, or the store is from before events were kept).
+ * the run time against the wall time. `runs` gives each run's kind (a label: 'SFT runs', 'online runs') and its
+ * events. Empty when no run has stored status events (they were pruned, or the store is from before events were kept).
  */
 export function timeSection(runs: ReadonlyArray<{ kind: string; events: readonly RunStatusEvent[] }>, wallSeconds: number): string[] {
-  const total = (s: Partial<Record<TimedStage, number>>) => Object.values(s).reduce((a, b) => a + (b ?? 0), 0);
   // Runs without stored events (pruned, or older than the event log) are left out rather than counted as 0 minutes.
-  const perRun = runs.map((r) => ({ kind: r.kind, stages: stageSeconds(r.events) })).filter((r) => total(r.stages) > 0);
-  const sum = perRun.reduce((a, r) => a + total(r.stages), 0);
+  const perRun = runs.map((r) => {
+    const stages = stageSeconds(r.events);
+    return { kind: r.kind, stages, seconds: Object.values(stages).reduce((a, b) => a + (b ?? 0), 0) };
+  }).filter((r) => r.seconds > 0);
+  const sum = perRun.reduce((a, r) => a + r.seconds, 0);
   if (!(sum > 0)) return [];
   const min = (s: number) => (s / 60).toFixed(1);
   const lines = [
@@ -58,7 +60,7 @@ export function timeSection(runs: ReadonlyArray<{ kind: string; events: readonly
   lines.push('');
   const kinds = [...new Set(perRun.map((r) => r.kind))];
   for (const k of kinds) {
-    const xs = perRun.filter((r) => r.kind === k).map((r) => total(r.stages)).sort((a, b) => a - b);
+    const xs = perRun.filter((r) => r.kind === k).map((r) => r.seconds).sort((a, b) => a - b);
     lines.push(`- ${k}: ${xs.length} runs, ${min(xs[0]!)}–${min(xs[xs.length - 1]!)} minutes each (median ${min(median(xs))}).`);
   }
   lines.push('');

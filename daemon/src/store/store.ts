@@ -25,6 +25,7 @@ import {
   type Pair,
   type RunKind,
   type RunState,
+  type RunStatusEvent,
   type RunSummary,
   type Stage,
   type Trajectory,
@@ -669,9 +670,9 @@ export class Store {
   }
 
   /** A run's `run/status` events, oldest first (where its time went: stageTimes.ts). */
-  statusEvents(runId: string): Array<Extract<DaemonEvent, { type: 'run/status' }>> {
+  statusEvents(runId: string): RunStatusEvent[] {
     const rows = this.stmt("SELECT json FROM events WHERE run_id = ? AND type = 'run/status' ORDER BY seq").all(runId) as { json: string }[];
-    return rows.map((r) => JSON.parse(r.json) as Extract<DaemonEvent, { type: 'run/status' }>);
+    return rows.map((r) => JSON.parse(r.json) as RunStatusEvent);
   }
 
   lastSeq(): number {
